@@ -1,0 +1,26 @@
+"""User-facing errors. Each message names the file, column or value at fault and says what to do.
+
+Library code raises these; only ``comp.cli`` turns them into a message on stderr and an exit code.
+"""
+
+
+class CompError(Exception):
+    """A mistake the user can fix: bad input, missing files, a wrong setting."""
+
+    exit_code = 1
+
+
+class DataError(CompError):
+    """A competition CSV is missing, unreadable or inconsistent with comp.yaml."""
+
+
+class ConfigError(CompError):
+    """comp.yaml or a model config is invalid."""
+
+
+class KaggleError(CompError):
+    """The Kaggle API refused or failed a request."""
+
+
+class RunError(CompError):
+    """A run is missing, incomplete or inconsistent with another run."""
