@@ -1,0 +1,289 @@
+"""The `comp` command line. Each command parses its arguments, calls one library function and
+prints a short summary. This is the only place that turns a CompError into a message and an exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from comp import console
+from comp.errors import CompError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Out-of-fold training, thresholds, ensembles and validated submissions for Kaggle NLP competitions.",
+)
+
+
+@dataclass
+class State:
+    workspace: Path | None = None
+
+
+STATE = State()
+
+
+def workspace():
+    from comp.workspace import Workspace
+
+    return Workspace.find(STATE.workspace)
+
+
+@app.callback()
+def _global(
+    workspace_dir: Annotated[
+        Optional[Path],
+        typer.Option("--workspace", "-w", help="Workspace folder (default: $COMP_WORKSPACE or the nearest comp.yaml)."),
+    ] = None,
+) -> None:
+    STATE.workspace = workspace_dir
+
+
+# ---- workspace and data ------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    slug: Annotated[str, typer.Argument(help="Kaggle competition slug, e.g. emotion-detection-spring-2024.")],
+    directory: Annotated[Optional[Path], typer.Argument(help="Folder to create (default: ./SLUG).")] = None,
+) -> None:
+    """Create a workspace: comp.yaml, configs/ with example model configs, data/, submissions/."""
+    from importlib.resources import files
+
+    from comp.workspace import init_workspace
+
+    examples = {p.name: p.read_text(encoding="utf-8") for p in files("comp").joinpath("configs").iterdir() if p.name.endswith(".yaml")}
+    ws = init_workspace(slug, directory or Path(slug), examples)
+    console.echo(f"created workspace {ws.root}")
+    console.echo(f"  comp.yaml, configs/ ({len(examples)} example configs), data/, submissions/")
+    console.echo(f"next: cd {directory or slug} && comp fetch")
+
+
+@app.command()
+def fetch(
+    slug: Annotated[Optional[str], typer.Argument(help="Competition slug (default: comp.yaml's).")] = None,
+    from_: Annotated[Optional[Path], typer.Option("--from", help="A local folder or zip instead of Kaggle.")] = None,
+    hf: Annotated[Optional[str], typer.Option("--hf", help="A Hugging Face dataset NAME[:CONFIG] (cached when offline).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace competition files that differ from data/'s.")] = False,
+) -> None:
+    """Download the competition files into data/, validate them and infer the schema into comp.yaml."""
+    from comp import fetch as fetching
+
+    ws = workspace()
+    if from_ and hf:
+        raise CompError("pass either --from or --hf, not both")
+    if from_:
+        result = fetching.fetch_local(ws, from_, force)
+    elif hf:
+        result = fetching.fetch_hf(ws, hf, force)
+    else:
+        result = fetching.fetch_kaggle(ws, slug, force)
+    console.echo(("data unchanged: " if result.unchanged else "fetched: ") + ", ".join(result.files))
+    if result.filled:
+        console.echo(f"inferred into comp.yaml: {', '.join(result.filled)}")
+    _print_schema(ws.load_settings())
+
+
+def _print_schema(settings) -> None:
+    classes = ", ".join(map(str, settings.classes or []))
+    console.table(
+        "schema (comp.yaml)",
+        ["field", "value"],
+        [
+            ("competition", settings.competition),
+            ("task", settings.task),
+            ("id_column", settings.id_column),
+            ("text_columns", ", ".join(settings.text_columns or [])),
+            ("label_columns", ", ".join(settings.label_columns or [])),
+            ("classes", classes if len(classes) < 300 else classes[:300] + " ..."),
+            ("metric", settings.metric),
+            ("submission_format", settings.submission_format),
+            ("folds / seed", f"{settings.folds} / {settings.seed}"),
+        ],
+    )
+
+
+@app.command()
+def info() -> None:
+    """Schema, row counts, class prevalence, text lengths and data warnings."""
+    from comp.data import load_competition
+    from comp.info import describe
+
+    ws = workspace()
+    settings = ws.load_settings()
+    comp = load_competition(ws, settings)
+    data = describe(comp, settings.folds)
+    _print_schema(settings)
+    console.echo(f"\nrows: train {data.train_rows}, test {data.test_rows}\n")
+    console.table(
+        "classes (train)", ["class", "rows", "prevalence"],
+        [(c.name, c.count, f"{c.prevalence:.2%}") for c in data.classes], right=(1, 2),
+    )
+    console.echo()
+    rows = []
+    for split in ("train", "test"):
+        ch, wd = data.chars[split], data.words[split]
+        rows.append((split, f"{ch.mean:.0f}", f"{ch.median:.0f}", f"{ch.p95:.0f}", ch.max,
+                     f"{wd.mean:.1f}", f"{wd.median:.0f}", f"{wd.p95:.0f}", wd.max))
+    console.table("text length", ["split", "chars mean", "median", "p95", "max", "words mean", "median", "p95", "max"],
+                  rows, right=range(1, 9))
+    for message in data.warnings:
+        console.warn(message)
+
+
+@app.command()
+def folds(
+    n_folds: Annotated[Optional[int], typer.Option("--folds", "-k", help="Number of folds (default: comp.yaml's).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default: comp.yaml's).")] = None,
+    group_column: Annotated[Optional[str], typer.Option("--group-column", help="Keep rows of a group in one fold.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rewrite the fold file if it exists.")] = False,
+) -> None:
+    """Write data/folds-k{K}-s{S}.csv (id, fold), stratified by label, and print the fold balance."""
+    from comp.data import load_competition
+    from comp.folds import class_warnings, fold_balance, load_folds, make_folds, write_folds
+
+    ws = workspace()
+    settings = ws.load_settings()
+    n_folds = n_folds or settings.folds
+    seed = settings.seed if seed is None else seed
+    group_column = group_column or settings.group_column
+    comp = load_competition(ws, settings)
+    path = ws.folds_csv(n_folds, seed, group_column)
+    if path.exists() and not force:
+        assignment = load_folds(path, comp)
+        console.echo(f"{ws.relative(path)} exists (use --force to rewrite it)")
+    else:
+        frame = make_folds(comp, n_folds, seed, group_column)
+        write_folds(path, frame)
+        assignment = frame["fold"].to_numpy()
+        console.echo(f"wrote {ws.relative(path)}")
+    balance = fold_balance(comp.Y, assignment, comp.classes, settings.task)
+    console.table(
+        None, ["fold", "rows", "max prevalence deviation", "class", "classes absent"],
+        [(b.fold, b.rows, f"{b.max_deviation * 100:.2f} pp", b.worst_class, b.classes_missing) for b in balance],
+        right=(0, 1, 2, 4),
+    )
+    for message in class_warnings(comp.Y, comp.classes, n_folds, settings.task):
+        console.warn(message)
+
+
+# ---- training and thresholds -------------------------------------------------------------------
+
+
+def _print_scores(scores, title: str | None = None) -> None:
+    rows = [(r["fold"], r["rows"], console.fmt(r["at_0.5"]), console.fmt(r["tuned"]), console.fmt(r["honest"]),
+             "-" if r.get("seconds") is None else f"{r['seconds']:.1f}") for r in scores.per_fold]
+    rows.append(("all", sum(r["rows"] for r in scores.per_fold), console.fmt(scores.at_05), console.fmt(scores.tuned),
+                 console.fmt(scores.honest), ""))
+    console.table(title or f"{scores.metric} by fold", ["fold", "rows", "at 0.5", "tuned", "honest", "seconds"], rows,
+                  right=range(0, 6))
+    console.echo(f"tuned - honest = {scores.optimism:+.4f} (how much tuning thresholds on the OOF flatters the CV)")
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Model config YAML; its file stem is the run name.", exists=True, dir_okay=False)],
+    n_folds: Annotated[Optional[int], typer.Option("--folds", "-k", help="Number of folds (default: comp.yaml's).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Fold seed (default: comp.yaml's).")] = None,
+    fold: Annotated[Optional[int], typer.Option("--fold", help="Train this fold only (spread folds over machines).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: --set C=2 --set a.b=v.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: the config's file stem).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Retrain finished folds and replace the run's config.")] = False,
+) -> None:
+    """Train out-of-fold on the shared folds: OOF + test probabilities, scores and thresholds."""
+    from comp.runs import is_main_process
+    from comp.train import train as run_training
+
+    ws = workspace()
+    echo = (lambda m: console.err.print(m, markup=False, style="dim")) if is_main_process() else None
+    result = run_training(ws, config, n_folds=n_folds, seed=seed, only_fold=fold, overrides=set_, name=name,
+                          force=force, echo=echo)
+    if not is_main_process():
+        return
+    if result.skipped:
+        console.echo(f"skipped finished fold(s) {', '.join(map(str, result.skipped))} (--force retrains them)")
+    if result.scores is None:
+        console.echo(f"run {result.run}: folds {', '.join(map(str, result.pending))} still to train; the run's files "
+                     "are assembled when every fold is done")
+        return
+    _print_scores(result.scores, f"run {result.run}: {result.scores.metric} by fold")
+    console.echo(f"wrote {ws.relative(ws.run(result.run).dir)}/ (oof.parquet, test.parquet, scores.json, thresholds.json)")
+
+
+@app.command()
+def runs() -> None:
+    """List every run: model, folds, CV at 0.5 / tuned / honest, training time."""
+    from comp.runs import list_runs
+
+    ws = workspace()
+    summaries = list_runs(ws)
+    if not summaries:
+        console.echo("no runs yet: `comp train configs/tfidf.yaml`")
+        return
+    console.table(None, ["run", "model", "folds", "at 0.5", "tuned", "honest", "seconds", "status"],
+                  [(s.name, s.model, s.folds, console.fmt(s.at_05), console.fmt(s.tuned), console.fmt(s.honest),
+                    "-" if s.seconds is None else f"{s.seconds:.0f}", s.status) for s in summaries], right=(3, 4, 5, 6))
+
+
+@app.command()
+def thresholds(
+    run: Annotated[str, typer.Argument(help="Run name.")],
+    metric: Annotated[Optional[str], typer.Option("--metric", help="Metric to tune for (default: comp.yaml's).")] = None,
+    offsets: Annotated[bool, typer.Option("--offsets", help="Multiclass: tune per-class offsets on the probabilities.")] = False,
+) -> None:
+    """Re-fit per-class thresholds on a run's OOF and show what they gain, honestly estimated."""
+    import numpy as np
+
+    from comp.metrics import per_class
+    from comp.runs import rescore_run
+    from comp.thresholds import apply_thresholds
+
+    ws = workspace()
+    scores, data, comp = rescore_run(ws, run, metric, offsets)
+    settings = comp.settings
+    if settings.task != "multiclass" and not np.isnan(scores.thresholds).all():
+        half = per_class(comp.Y, apply_thresholds(data.oof, np.full(len(data.classes), 0.5), settings.task))
+        tuned = per_class(comp.Y, apply_thresholds(data.oof, scores.thresholds, settings.task))
+        console.table(f"run {run}: per-class F1", ["class", "support", "threshold", "F1 at 0.5", "F1 tuned"],
+                      [(c, int(half["support"][j]), f"{scores.thresholds[j]:.3f}", f"{half['f1'][j]:.4f}",
+                        f"{tuned['f1'][j]:.4f}") for j, c in enumerate(data.classes)], right=(1, 2, 3, 4))
+    _print_scores(scores, f"run {run}: {scores.metric} ({scores.method})")
+    console.echo(f"wrote {ws.relative(ws.run(run).thresholds)}")
+
+
+@app.command()
+def demo(
+    keep: Annotated[Optional[Path], typer.Option("--keep", help="Build the demo workspace here instead of a temp folder.")] = None,
+) -> None:
+    """Run the whole loop on a built-in synthetic competition in a fresh temporary workspace."""
+    from comp.demo import run_demo
+
+    run_demo(keep)
+
+
+def main() -> None:
+    import click
+
+    try:
+        app(standalone_mode=False)
+    except CompError as exc:
+        console.err.print(f"error: {exc}", markup=False, style="red")
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        console.err.print("aborted", style="red")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        console.err.print("interrupted", style="red")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
