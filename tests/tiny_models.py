@@ -1,0 +1,136 @@
+"""Tiny random BERT- and RoBERTa-shaped backbones for tests: no downloads.
+
+A tokenizer is trained with `tokenizers` on the test's own texts, a model with hidden size 32 is
+built from a config, and both are saved with ``save_pretrained`` to a folder that a config's
+``backbone:`` can point at.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+CUES = {
+    "joy": ["happy", "love", "great", "smile"],
+    "anger": ["angry", "hate", "furious", "rage"],
+    "sadness": ["sad", "cry", "lonely", "tears"],
+    "fear": ["scared", "afraid", "nervous", "panic"],
+}
+FILLER = (
+    "the a my this that today just so really game work coffee bus train phone weekend monday friends "
+    "team music movie city rain news school class meeting dinner lunch morning night week people"
+).split()
+CLASSES = list(CUES)
+
+
+def synthetic(n: int = 120, task: str = "multilabel", seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """Texts whose labels are voiced by cue words, of varied length (3..40 words).
+
+    Returns ``(texts, Y)`` with Y of shape (n, 4): multilabel indicators (rows may be empty) or
+    multiclass one-hot rows.
+    """
+    rng = np.random.default_rng(seed)
+    k = len(CLASSES)
+    if task == "multiclass":
+        Y = np.eye(k)[rng.integers(0, k, n)]
+    else:
+        Y = (rng.random((n, k)) < np.array([0.4, 0.3, 0.25, 0.2])).astype(float)
+    texts = []
+    for row in Y:
+        words = list(rng.choice(FILLER, size=int(rng.integers(3, 40))))
+        for c in np.flatnonzero(row):
+            words.insert(int(rng.integers(0, len(words) + 1)), str(rng.choice(CUES[CLASSES[c]])))
+        texts.append(" ".join(words))
+    return texts, Y
+
+
+def _corpus() -> list[str]:
+    words = FILLER + [w for cues in CUES.values() for w in cues]
+    return [" ".join(words[i:] + words[:i]) for i in range(len(words))]
+
+
+def bert_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(_corpus(), trainers.WordPieceTrainer(vocab_size=200, special_tokens=special))
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    tok.decoder = decoders.WordPiece()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=128,
+    )
+
+
+def roberta_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tok.train_from_iterator(
+        _corpus(),
+        trainers.BpeTrainer(
+            vocab_size=400, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    tok.post_processor = processors.RobertaProcessing(
+        ("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>"))
+    )
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        cls_token="<s>",
+        sep_token="</s>",
+        mask_token="<mask>",
+        model_max_length=128,
+    )
+
+
+def make_backbone(folder: Path, kind: str = "bert", seed: int = 0) -> Path:
+    """Save a tiny random ``kind`` (bert | roberta) encoder + tokenizer to ``folder``; return it."""
+    import torch
+    from transformers import AutoModel, BertConfig, RobertaConfig
+
+    folder = Path(folder)
+    tokenizer = bert_tokenizer() if kind == "bert" else roberta_tokenizer()
+    common = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=130,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    if kind == "bert":
+        config = BertConfig(**common)
+    else:
+        config = RobertaConfig(
+            **common, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id
+        )
+    torch.manual_seed(seed)
+    model = AutoModel.from_config(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
