@@ -195,17 +195,6 @@ def test_multiclass_rows_sum_to_one_and_save_load_round_trip(bert_dir, tmp_path)
     np.testing.assert_array_equal(loaded.predict_proba(texts[80:]), P)
 
 
-def test_a_class_absent_from_the_fold_gets_a_constant():
-    X = np.random.default_rng(0).normal(size=(40, 5))
-    Y = np.zeros((40, 3))
-    Y[:20, 0] = 1
-    P = embeddings.LinearHead("multilabel").fit(X, Y).predict_proba(X)
-    assert P.shape == (40, 3) and np.all(P[:, 1:] == 0)
-    Ymc = np.eye(3)[np.r_[np.zeros(20, int), np.ones(20, int)]]  # class 2 never seen
-    P = embeddings.LinearHead("multiclass").fit(X, Ymc).predict_proba(X)
-    assert np.all(P[:, 2] == 0) and np.allclose(P.sum(1), 1)
-
-
 def test_shipped_config_loads():
     config = load_model_config(REPO / "configs" / "minilm-embeddings.yaml")
     assert isinstance(config, embeddings.Config) and config.backbone == "minilm"

@@ -3,8 +3,8 @@
 The encoder (``backbone``) is never trained: texts become mean-pooled (or CLS), L2-normalised
 vectors, computed once per (backbone, max_length, pooling) and cached per text under the
 workspace's ``.cache/embeddings/``, so every fold and every later run reuses them. The head is
-the same as the tfidf family's: one logistic regression per class for multilabel and binary,
-a multinomial one for multiclass.
+the tfidf family's (:class:`comp.models.common.LinearHead`): one logistic regression per class
+for multilabel and binary, a multinomial one for multiclass.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from comp.backbones import (
 from comp.config import ModelConfig
 from comp.errors import ConfigError, RunError
 from comp.models.base import FoldContext, TaskInfo
+from comp.models.common import LinearHead
 
 
 @dataclass
@@ -179,74 +180,6 @@ def get_encoder(config: Config, context: FoldContext) -> Encoder:
     return encoder
 
 
-# ---- the linear head -----------------------------------------------------------------------
-class LinearHead:
-    """Logistic regression per class (multilabel, binary) or multinomial (multiclass).
-
-    ``fit(X, Y)`` takes X of shape (n_samples, n_features) and Y (n_samples, n_outputs);
-    ``predict_proba`` returns (n_samples, n_outputs). A class with a single value in Y gets
-    that value's frequency as a constant probability.
-    """
-
-    def __init__(
-        self,
-        task: str,
-        C: float = 1.0,
-        class_weight: str = "balanced",
-        scale: bool = False,
-        max_iter: int = 2000,
-        seed: int = 0,
-    ):
-        self.task = task
-        self.C = C
-        self.class_weight = class_weight
-        self.scale = scale
-        self.max_iter = max_iter
-        self.seed = seed
-
-    def _lr(self):
-        from sklearn.linear_model import LogisticRegression
-
-        weight = "balanced" if self.class_weight == "balanced" else None
-        return LogisticRegression(
-            C=self.C, class_weight=weight, max_iter=self.max_iter, random_state=self.seed
-        )
-
-    def fit(self, X: np.ndarray, Y: np.ndarray) -> LinearHead:
-        from sklearn.preprocessing import StandardScaler
-
-        Y = np.asarray(Y)
-        self.n_outputs_ = Y.shape[1]
-        self.scaler_ = StandardScaler().fit(X) if self.scale else None
-        X = self._scaled(X)
-        if self.task == "multiclass":
-            y = Y.argmax(1)
-            self.estimators_ = [self._lr().fit(X, y) if len(np.unique(y)) > 1 else float(y[0])]
-        else:
-            self.estimators_ = [
-                self._lr().fit(X, Y[:, c]) if len(np.unique(Y[:, c])) > 1 else float(Y[:, c].mean())
-                for c in range(self.n_outputs_)
-            ]
-        return self
-
-    def _scaled(self, X: np.ndarray) -> np.ndarray:
-        return self.scaler_.transform(X) if self.scaler_ is not None else X
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        X = self._scaled(X)
-        P = np.zeros((len(X), self.n_outputs_))
-        if self.task == "multiclass":
-            est = self.estimators_[0]
-            if isinstance(est, float):
-                P[:, int(est)] = 1.0
-            else:
-                P[:, est.classes_.astype(int)] = est.predict_proba(X)
-            return P
-        for c, est in enumerate(self.estimators_):
-            P[:, c] = est if isinstance(est, float) else est.predict_proba(X)[:, 1]
-        return P
-
-
 # ---- the family --------------------------------------------------------------------------------
 class Model:
     def __init__(self, config: Config, task: TaskInfo, context: FoldContext):
@@ -259,21 +192,34 @@ class Model:
 
     def fit(self, texts: Sequence[str], Y: np.ndarray, valid=None) -> Model:
         """texts: n_samples strings; Y: (n_samples, n_outputs) indicators. ``valid`` is not needed."""
+        from sklearn.preprocessing import StandardScaler
+
         c = self.config
         X = self._vectors(texts)
-        self.head_ = LinearHead(self.task.task, c.C, c.class_weight, c.scale, c.max_iter, self.context.seed)
-        self.head_.fit(X, np.asarray(Y))
+        self.scaler_ = StandardScaler().fit(X) if c.scale else None
+        self.head_ = LinearHead(
+            self.task.task,
+            c.C,
+            c.class_weight,
+            c.max_iter,
+            warn=self.context.log,
+            class_names=self.task.classes,
+        )
+        self.head_.fit(self._scaled(X), np.asarray(Y))
         return self
+
+    def _scaled(self, X: np.ndarray) -> np.ndarray:
+        return self.scaler_.transform(X) if self.scaler_ is not None else X
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities, shape (n_samples, n_outputs)."""
-        return self.head_.predict_proba(self._vectors(texts))
+        return self.head_.predict_proba(self._scaled(self._vectors(texts)))
 
     def save(self, directory: Path) -> None:
         import pickle
 
         directory = Path(directory)
-        write_bytes(directory / "head.pkl", pickle.dumps(self.head_))
+        write_bytes(directory / "head.pkl", pickle.dumps((self.scaler_, self.head_)))
         meta = {
             "family": "embeddings",
             "backbone": self.config.backbone,
@@ -294,5 +240,6 @@ class Model:
                 f"{directory} holds no saved embeddings head (head.pkl); retrain with save_models: true"
             )
         model = cls(config, task, context)
-        model.head_ = pickle.loads(path.read_bytes())
+        model.scaler_, model.head_ = pickle.loads(path.read_bytes())
+        model.head_.warn = context.log
         return model
