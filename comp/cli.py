@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -39,7 +39,7 @@ def workspace():
 @app.callback()
 def _global(
     workspace_dir: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("--workspace", "-w", help="Workspace folder (default: $COMP_WORKSPACE or the nearest comp.yaml)."),
     ] = None,
 ) -> None:
@@ -52,7 +52,7 @@ def _global(
 @app.command()
 def init(
     slug: Annotated[str, typer.Argument(help="Kaggle competition slug, e.g. emotion-detection-spring-2024.")],
-    directory: Annotated[Optional[Path], typer.Argument(help="Folder to create (default: ./SLUG).")] = None,
+    directory: Annotated[Path | None, typer.Argument(help="Folder to create (default: ./SLUG).")] = None,
 ) -> None:
     """Create a workspace: comp.yaml, configs/ with example model configs, data/, submissions/."""
     from importlib.resources import files
@@ -68,9 +68,9 @@ def init(
 
 @app.command()
 def fetch(
-    slug: Annotated[Optional[str], typer.Argument(help="Competition slug (default: comp.yaml's).")] = None,
-    from_: Annotated[Optional[Path], typer.Option("--from", help="A local folder or zip instead of Kaggle.")] = None,
-    hf: Annotated[Optional[str], typer.Option("--hf", help="A Hugging Face dataset NAME[:CONFIG] (cached when offline).")] = None,
+    slug: Annotated[str | None, typer.Argument(help="Competition slug (default: comp.yaml's).")] = None,
+    from_: Annotated[Path | None, typer.Option("--from", help="A local folder or zip instead of Kaggle.")] = None,
+    hf: Annotated[str | None, typer.Option("--hf", help="A Hugging Face dataset NAME[:CONFIG] (cached when offline).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace competition files that differ from data/'s.")] = False,
 ) -> None:
     """Download the competition files into data/, validate them and infer the schema into comp.yaml."""
@@ -85,6 +85,8 @@ def fetch(
         result = fetching.fetch_hf(ws, hf, force)
     else:
         result = fetching.fetch_kaggle(ws, slug, force)
+    for note in result.notes:
+        console.echo(note)
     console.echo(("data unchanged: " if result.unchanged else "fetched: ") + ", ".join(result.files))
     if result.filled:
         console.echo(f"inferred into comp.yaml: {', '.join(result.filled)}")
@@ -140,9 +142,9 @@ def info() -> None:
 
 @app.command()
 def folds(
-    n_folds: Annotated[Optional[int], typer.Option("--folds", "-k", help="Number of folds (default: comp.yaml's).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default: comp.yaml's).")] = None,
-    group_column: Annotated[Optional[str], typer.Option("--group-column", help="Keep rows of a group in one fold.")] = None,
+    n_folds: Annotated[int | None, typer.Option("--folds", "-k", help="Number of folds (default: comp.yaml's).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default: comp.yaml's).")] = None,
+    group_column: Annotated[str | None, typer.Option("--group-column", help="Keep rows of a group in one fold.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Rewrite the fold file if it exists.")] = False,
 ) -> None:
     """Write data/folds-k{K}-s{S}.csv (id, fold), stratified by label, and print the fold balance."""
@@ -190,11 +192,11 @@ def _print_scores(scores, title: str | None = None) -> None:
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="Model config YAML; its file stem is the run name.", exists=True, dir_okay=False)],
-    n_folds: Annotated[Optional[int], typer.Option("--folds", "-k", help="Number of folds (default: comp.yaml's).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Fold seed (default: comp.yaml's).")] = None,
-    fold: Annotated[Optional[int], typer.Option("--fold", help="Train this fold only (spread folds over machines).")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: --set C=2 --set a.b=v.")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: the config's file stem).")] = None,
+    n_folds: Annotated[int | None, typer.Option("--folds", "-k", help="Number of folds (default: comp.yaml's).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Fold seed (default: comp.yaml's).")] = None,
+    fold: Annotated[int | None, typer.Option("--fold", help="Train this fold only (spread folds over machines).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value: --set C=2 --set a.b=v.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Run name (default: the config's file stem).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Retrain finished folds and replace the run's config.")] = False,
 ) -> None:
     """Train out-of-fold on the shared folds: OOF + test probabilities, scores and thresholds."""
@@ -235,7 +237,7 @@ def runs() -> None:
 @app.command()
 def thresholds(
     run: Annotated[str, typer.Argument(help="Run name.")],
-    metric: Annotated[Optional[str], typer.Option("--metric", help="Metric to tune for (default: comp.yaml's).")] = None,
+    metric: Annotated[str | None, typer.Option("--metric", help="Metric to tune for (default: comp.yaml's).")] = None,
     offsets: Annotated[bool, typer.Option("--offsets", help="Multiclass: tune per-class offsets on the probabilities.")] = False,
 ) -> None:
     """Re-fit per-class thresholds on a run's OOF and show what they gain, honestly estimated."""
@@ -259,8 +261,29 @@ def thresholds(
 
 
 @app.command()
+def ensemble(
+    runs: Annotated[list[str], typer.Argument(help="Runs to blend (trained on the same folds).")],
+    name: Annotated[str, typer.Option("--name", help="Name of the ensemble run.")],
+    method: Annotated[str, typer.Option("--method", help="mean | rank | weighted (Caruana, on the OOF metric).")] = "mean",
+    metric: Annotated[str | None, typer.Option("--metric", help="Metric to optimise (default: comp.yaml's).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing run of that name.")] = False,
+) -> None:
+    """Blend runs into a new run (oof, test, scores, thresholds, weights), honestly scored."""
+    from comp.ensemble import make_ensemble
+
+    ws = workspace()
+    result = make_ensemble(ws, runs, name, method, metric, force)
+    console.table(f"ensemble {name} ({method})", ["run", "weight", "honest CV"],
+                  [(r, f"{w:.3f}", console.fmt(result.members[r].get("honest"))) for r, w in result.weights.items()],
+                  right=(1, 2))
+    _print_scores(result.scores, f"ensemble {name}: {result.scores.metric} by fold")
+    best = max((m.get("honest") or float("-inf")) for m in result.members.values())
+    console.echo(f"honest CV {result.scores.honest:.4f} vs best member {best:.4f} ({result.scores.honest - best:+.4f})")
+
+
+@app.command()
 def demo(
-    keep: Annotated[Optional[Path], typer.Option("--keep", help="Build the demo workspace here instead of a temp folder.")] = None,
+    keep: Annotated[Path | None, typer.Option("--keep", help="Build the demo workspace here instead of a temp folder.")] = None,
 ) -> None:
     """Run the whole loop on a built-in synthetic competition in a fresh temporary workspace."""
     from comp.demo import run_demo

@@ -7,6 +7,7 @@ against the field types, and unknown keys are errors that list the valid ones.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -14,6 +15,9 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 from comp.errors import ConfigError
+
+# YAML 1.1 reads 2e-5 (no dot) as a string; learning rates are written that way
+_SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
 @dataclass
@@ -37,6 +41,8 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
             value = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError:
             value = text
+        if isinstance(value, str) and _SCIENTIFIC.match(value.strip()):
+            value = float(value)
         node = tree
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -141,6 +147,8 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _SCIENTIFIC.match(value.strip()):
             return float(value)
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if annotation is str:

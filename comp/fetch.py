@@ -29,6 +29,7 @@ class FetchResult:
     files: list[str]
     filled: list[str] = field(default_factory=list)  # schema fields inferred into comp.yaml
     unchanged: bool = False
+    notes: list[str] = field(default_factory=list)  # what a conversion decided (e.g. --hf's splits)
 
 
 def _key(name: str) -> str:
@@ -152,5 +153,7 @@ def fetch_hf(ws: Workspace, spec: str, force: bool = False) -> FetchResult:
     from comp.hf_dataset import export_hf_dataset
 
     with tempfile.TemporaryDirectory(prefix=".hf-", dir=ws.root) as tmp:
-        export_hf_dataset(spec, Path(tmp))
-        return install_from(ws, Path(tmp), f"Hugging Face dataset '{spec}'", force)
+        summary = export_hf_dataset(spec, Path(tmp))
+        result = install_from(ws, Path(tmp), f"Hugging Face dataset '{spec}'", force)
+        result.notes = summary.lines()
+        return result

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from comp.atomic import write_yaml
-from comp.errors import ConfigError, CompError
+from comp.errors import CompError, ConfigError
 
 COMP_YAML = "comp.yaml"
 TASKS = ("multilabel", "multiclass", "binary")
