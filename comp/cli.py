@@ -257,6 +257,9 @@ def thresholds(
                       [(c, int(half["support"][j]), f"{scores.thresholds[j]:.3f}", f"{half['f1'][j]:.4f}",
                         f"{tuned['f1'][j]:.4f}") for j, c in enumerate(data.classes)], right=(1, 2, 3, 4))
     _print_scores(scores, f"run {run}: {scores.metric} ({scores.method})")
+    if scores.honest < scores.at_05:
+        console.warn(f"tuned thresholds score lower than 0.5/argmax on held-out folds ({scores.honest:.4f} < "
+                     f"{scores.at_05:.4f}): they overfit the OOF; consider `comp thresholds {run}` without --offsets")
     console.echo(f"wrote {ws.relative(ws.run(run).thresholds)}")
 
 
@@ -292,21 +295,9 @@ def demo(
 
 
 def main() -> None:
-    import click
-
+    # Typer handles usage errors (exit 2) and Ctrl-C itself; a CompError is a user mistake: one line, exit 1
     try:
-        app(standalone_mode=False)
+        app()
     except CompError as exc:
         console.err.print(f"error: {exc}", markup=False, style="red")
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        console.err.print("aborted", style="red")
-        sys.exit(130)
-    except KeyboardInterrupt:
-        console.err.print("interrupted", style="red")
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
