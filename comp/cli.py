@@ -284,6 +284,170 @@ def ensemble(
     console.echo(f"honest CV {result.scores.honest:.4f} vs best member {best:.4f} ({result.scores.honest - best:+.4f})")
 
 
+# ---- submissions and the leaderboard -----------------------------------------------------------
+
+
+@app.command()
+def submit(
+    run: Annotated[str, typer.Argument(help="Run (or ensemble) whose test probabilities to submit.")],
+    message: Annotated[
+        str | None,
+        typer.Option("--message", "-m", help="Submission description (default: the run and its CV)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Build, validate, write and log the file; do not upload it.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Upload even if an identical file was uploaded before.")
+    ] = False,
+) -> None:
+    """Build the sample_submission-shaped CSV from a run, validate it, upload it and log it in the ledger."""
+    from comp.submission import submit_run
+
+    ws = workspace()
+    outcome = submit_run(ws, run, message, dry_run, force)
+    entry = outcome.entry
+    console.echo(f"wrote {entry.file} ({outcome.rows} rows, sha256 {entry.sha256[:12]}), ledger #{entry.id}")
+    if outcome.duplicate_of is not None:
+        console.warn(
+            f"identical to #{outcome.duplicate_of.id} ({outcome.duplicate_of.file}), uploaded before"
+        )
+    if not outcome.uploaded:
+        console.echo("dry run: not uploaded")
+        return
+    left = "" if outcome.left_today is None else f"; {outcome.left_today} submission(s) left today"
+    console.echo(f'uploaded: ref {entry.ref}, "{entry.message}"{left}')
+    console.echo("next: comp lb --wait")
+
+
+@app.command()
+def lb(
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Poll Kaggle until the newest submission is scored.")
+    ] = False,
+    top: Annotated[
+        int | None, typer.Option("--top", min=1, help="Also show the leaderboard's top N and your best rank.")
+    ] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Show the ledger as recorded, without asking Kaggle.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0, help="--wait: give up after this many seconds.")
+    ] = 900.0,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0, help="--wait: seconds between polls.")
+    ] = 15.0,
+) -> None:
+    """Refresh the ledger from Kaggle and show every submission's CV next to its public and private LB."""
+    from comp.ledger import lb_report
+
+    ws = workspace()
+    report = lb_report(ws, offline=offline, wait=wait, top=top, timeout=timeout, interval=interval)
+    for message in report.warnings:
+        console.warn(message)
+    if not report.entries:
+        console.echo("no submissions in the ledger yet: `comp submit RUN`")
+    else:
+        console.table(
+            "CV (tuned, honest) vs leaderboard (public, private); LB-CV = public - honest; times UTC",
+            ["#", "time", "run", "tuned", "honest", "public", "LB-CV", "private", "status"],
+            [
+                (
+                    e.id,
+                    e.time[:16].replace("T", " "),
+                    e.run,
+                    console.fmt(e.cv_tuned),
+                    console.fmt(e.cv_honest),
+                    console.fmt(e.public_score),
+                    "-" if e.lb_minus_cv is None else f"{e.lb_minus_cv:+.4f}",
+                    console.fmt(e.private_score),
+                    e.status,
+                )
+                for e in report.entries
+            ],
+            right=(0, 3, 4, 5, 6, 7),
+        )
+    for e in report.entries:
+        if e.status == "error" and e.note:
+            console.echo(f"#{e.id} was not scored by Kaggle: {e.note}")
+    c = report.correlation
+    if c is not None:
+        console.echo(
+            f"CV vs public LB over {c.n} submissions: Pearson r {console.fmt(c.pearson_honest, 3)} (honest), "
+            f"{console.fmt(c.pearson_tuned, 3)} (tuned); Spearman rho {console.fmt(c.spearman_honest, 3)} (honest)"
+        )
+    if report.not_in_ledger:
+        console.echo(
+            f"{len(report.not_in_ledger)} Kaggle submission(s) are not in this ledger (made elsewhere)"
+        )
+    if report.leaderboard is not None:
+        console.table(
+            f"leaderboard: top {top}",
+            ["rank", "team", "score", "date"],
+            [(r.rank, r.team_name, console.fmt(r.score, 5), r.date[:10]) for r in report.leaderboard],
+            right=(0, 2),
+        )
+        mine = report.my_entry
+        console.echo(
+            f"your best: rank {mine.rank}, {console.fmt(mine.score, 5)} ({mine.team_name})"
+            if mine
+            else "you are not on the public leaderboard yet"
+        )
+    if report.waited_out is not None:
+        console.warn(
+            f"#{report.waited_out.id} is still pending after {timeout:.0f} s; run `comp lb --wait` again later"
+        )
+
+
+@app.command()
+def evaluate(
+    file: Annotated[Path, typer.Argument(help="Submission CSV to score.", exists=True, dir_okay=False)],
+    answers: Annotated[
+        Path,
+        typer.Option(
+            "--answers",
+            help="Answer key CSV (sample_submission's shape, true labels).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
+    metric: Annotated[
+        str | None, typer.Option("--metric", help="Metric (default: comp.yaml's, else f1_macro).")
+    ] = None,
+) -> None:
+    """Score a submission file against an answer key: the metric plus per-class precision, recall, F1."""
+    from comp.evaluate import evaluate_file
+    from comp.workspace import Workspace
+
+    try:
+        settings = Workspace.find(STATE.workspace).load_settings()
+    except CompError:
+        if STATE.workspace is not None:
+            raise
+        settings = None  # outside a workspace: the schema is inferred from the key
+    result = evaluate_file(file, answers, settings, metric)
+    pc = result.per_class
+    console.table(
+        f"{file.name} vs {answers.name}: per class",
+        ["class", "support", "predicted", "precision", "recall", "F1"],
+        [
+            (
+                c,
+                int(pc["support"][j]),
+                int(pc["n_predicted"][j]),
+                f"{pc['precision'][j]:.4f}",
+                f"{pc['recall'][j]:.4f}",
+                f"{pc['f1'][j]:.4f}",
+            )
+            for j, c in enumerate(result.classes)
+        ],
+        right=(1, 2, 3, 4, 5),
+    )
+    if result.note:
+        console.echo(f"({result.note})")
+    console.echo(f"{result.metric} = {result.score:.5f} over {result.rows} rows")
+
+
 @app.command()
 def demo(
     keep: Annotated[Path | None, typer.Option("--keep", help="Build the demo workspace here instead of a temp folder.")] = None,

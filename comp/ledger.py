@@ -1,0 +1,363 @@
+"""The submission ledger, ``submissions/ledger.db``: one SQLite row per submission, and `comp lb`.
+
+Every write runs in its own transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``), so a crash or a second
+process never loses a row. The journal stays in rollback mode (no WAL): the ledger is one portable
+file that can be copied with the workspace. File paths are stored relative to the workspace, so the
+ledger keeps working after the workspace moves to another machine.
+
+Statuses: ``dry-run`` (written, never meant for upload), ``not uploaded`` (the upload failed or had
+no credentials; ``note`` says why), then Kaggle's ``pending``, ``complete`` or ``error``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from comp.errors import CompError, KaggleError
+
+if TYPE_CHECKING:
+    from comp.kaggle_client import KaggleSubmission, LeaderboardEntry
+    from comp.workspace import Workspace
+
+SCHEMA_VERSION = 1
+REFRESHED = ("pending", "complete")  # statuses Kaggle can still change
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS submissions (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    time          TEXT NOT NULL,      -- ISO 8601, UTC
+    run           TEXT NOT NULL,
+    file          TEXT NOT NULL,      -- relative to the workspace
+    sha256        TEXT NOT NULL,
+    message       TEXT NOT NULL,
+    metric        TEXT,
+    cv_tuned      REAL,
+    cv_honest     REAL,
+    ref           INTEGER,            -- Kaggle's submission ref, once uploaded
+    status        TEXT NOT NULL,
+    public_score  REAL,
+    private_score REAL,
+    note          TEXT                -- why it was not uploaded, or Kaggle's error description
+);
+CREATE INDEX IF NOT EXISTS submissions_sha256 ON submissions (sha256);
+"""
+
+
+@dataclass
+class LedgerEntry:
+    id: int | None
+    time: str
+    run: str
+    file: str
+    sha256: str
+    message: str
+    metric: str | None
+    cv_tuned: float | None
+    cv_honest: float | None
+    ref: int | None
+    status: str
+    public_score: float | None
+    private_score: float | None
+    note: str | None
+
+    @property
+    def cv(self) -> float | None:
+        """The CV to compare with the leaderboard: the honest estimate, else the tuned one."""
+        return self.cv_honest if self.cv_honest is not None else self.cv_tuned
+
+    @property
+    def lb_minus_cv(self) -> float | None:
+        return None if self.public_score is None or self.cv is None else self.public_score - self.cv
+
+
+_FIELDS = [f.name for f in dataclasses.fields(LedgerEntry)]
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Ledger:
+    """``with Ledger(path) as ledger: ...``; opening checks the file and creates the schema."""
+
+    def __init__(self, path: str | Path, timeout: float = 10.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        try:
+            self._open()
+        except BaseException:
+            self._con.close()
+            raise
+
+    def _open(self) -> None:
+        with self._guard():
+            self._con.execute("PRAGMA journal_mode=DELETE")
+            check = [row[0] for row in self._con.execute("PRAGMA integrity_check").fetchall()]
+            if check != ["ok"]:
+                raise sqlite3.DatabaseError(check[0] if check else "integrity check failed")
+        with self._transaction() as con:
+            for statement in filter(str.strip, _SCHEMA.split(";")):  # executescript would commit
+                con.execute(statement)
+            row = con.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            if row[0] is None:
+                con.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] > SCHEMA_VERSION:
+                raise CompError(
+                    f"{self.path} was written by a newer comp (ledger schema {row[0]}, this comp reads "
+                    f"{SCHEMA_VERSION}); upgrade comp"
+                )
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- errors and transactions ---------------------------------------------------------------
+    def _error(self, exc: sqlite3.Error) -> CompError:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return CompError(f"{self.path} is locked: another comp process holds it; let it finish and retry")
+        return CompError(
+            f"{self.path} is not a readable ledger ({text}); restore it from a backup, or move it aside "
+            "to start a new one"
+        )
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._guard():
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._con
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
+
+    # ---- rows ----------------------------------------------------------------------------------
+    def add(self, entry: LedgerEntry) -> LedgerEntry:
+        values = dataclasses.asdict(entry)
+        values.pop("id")
+        with self._transaction() as con:
+            cursor = con.execute(
+                f"INSERT INTO submissions ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                list(values.values()),
+            )
+            new_id = cursor.lastrowid
+        return dataclasses.replace(entry, id=new_id)
+
+    def update(self, entry_id: int, **fields: Any) -> LedgerEntry:
+        self.update_many({entry_id: fields})
+        return self.get(entry_id)
+
+    def update_many(self, changes: dict[int, dict[str, Any]]) -> None:
+        """Apply every change in one transaction: all rows are updated or none."""
+        with self._transaction() as con:
+            for entry_id, fields in changes.items():
+                unknown = (set(fields) - set(_FIELDS)) | ({"id"} & set(fields))
+                if unknown:
+                    raise ValueError(f"unknown ledger field(s) {sorted(unknown)}")
+                if fields:
+                    assignments = ", ".join(f"{name} = ?" for name in fields)
+                    con.execute(
+                        f"UPDATE submissions SET {assignments} WHERE id = ?", [*fields.values(), entry_id]
+                    )
+
+    def get(self, entry_id: int) -> LedgerEntry:
+        rows = self._select("WHERE id = ?", (entry_id,))
+        if not rows:
+            raise CompError(f"no submission #{entry_id} in {self.path}")
+        return rows[0]
+
+    def entries(self) -> list[LedgerEntry]:
+        """Every submission, oldest first."""
+        return self._select("ORDER BY time, id")
+
+    def uploaded_with_hash(self, sha256: str) -> LedgerEntry | None:
+        """The first uploaded submission (one Kaggle gave a ref) with this file hash."""
+        rows = self._select("WHERE sha256 = ? AND ref IS NOT NULL ORDER BY time, id LIMIT 1", (sha256,))
+        return rows[0] if rows else None
+
+    def _select(self, clause: str, params: tuple = ()) -> list[LedgerEntry]:
+        with self._guard():
+            rows = self._con.execute(
+                f"SELECT {', '.join(_FIELDS)} FROM submissions {clause}", params
+            ).fetchall()
+        return [LedgerEntry(*row) for row in rows]
+
+
+# ---- comp lb -----------------------------------------------------------------------------------
+
+
+def refresh(ledger: Ledger, kaggle: list[KaggleSubmission]) -> tuple[int, list[KaggleSubmission]]:
+    """Copy status and scores from Kaggle's list onto the ledger's pending and complete rows.
+
+    Returns the number of rows changed and the Kaggle submissions the ledger does not know (made on
+    the website or from another workspace).
+    """
+    by_ref = {sub.ref: sub for sub in kaggle}
+    entries = ledger.entries()
+    known = {e.ref for e in entries if e.ref is not None}
+    changes: dict[int, dict[str, Any]] = {}
+    for entry in entries:
+        sub = by_ref.get(entry.ref) if entry.ref is not None else None
+        if sub is None or entry.status not in REFRESHED:
+            continue
+        new = {
+            "status": sub.status,
+            "public_score": sub.public_score,
+            "private_score": sub.private_score,
+            "note": sub.error_description,
+        }
+        changed = {k: v for k, v in new.items() if getattr(entry, k) != v}
+        if changed:
+            changes[entry.id] = changed
+    ledger.update_many(changes)
+    return len(changes), [sub for sub in kaggle if sub.ref not in known]
+
+
+@dataclass
+class Correlation:
+    n: int
+    pearson_tuned: float | None
+    pearson_honest: float | None
+    spearman_honest: float | None
+
+
+def correlation(entries: list[LedgerEntry]) -> Correlation | None:
+    """Correlation of CV with the public LB over submissions that have both (None below three)."""
+    scored = [e for e in entries if e.public_score is not None and e.cv is not None]
+    if len(scored) < 3:
+        return None
+    lb = np.array([e.public_score for e in scored])
+
+    def pearson(cv: list[float | None]) -> float | None:
+        if any(v is None for v in cv):
+            return None
+        x = np.asarray(cv, dtype=float)
+        if np.ptp(x) == 0 or np.ptp(lb) == 0:
+            return None  # undefined for a constant series
+        return float(np.corrcoef(x, lb)[0, 1])
+
+    honest = [e.cv_honest for e in scored]
+    spearman = None
+    if all(v is not None for v in honest):
+        h = np.asarray(honest, dtype=float)
+        if np.ptp(h) > 0 and np.ptp(lb) > 0:
+            spearman = float(np.corrcoef(_ranks(h), _ranks(lb))[0, 1])
+    return Correlation(len(scored), pearson([e.cv_tuned for e in scored]), pearson(honest), spearman)
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share their mean rank), as Spearman's rho needs."""
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    sorted_x = x[order]
+    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
+    ends = np.r_[starts[1:], len(x)]
+    for s, e in zip(starts, ends, strict=True):
+        ranks[order[s:e]] = (s + e - 1) / 2.0
+    return ranks
+
+
+@dataclass
+class LbReport:
+    entries: list[LedgerEntry]
+    correlation: Correlation | None = None
+    updated: int = 0
+    not_in_ledger: list[KaggleSubmission] = field(default_factory=list)
+    leaderboard: list[LeaderboardEntry] | None = None
+    team_name: str | None = None
+    my_entry: LeaderboardEntry | None = None
+    warnings: list[str] = field(default_factory=list)
+    waited_out: LedgerEntry | None = None  # the newest submission, still pending when --wait gave up
+
+
+def lb_report(
+    ws: Workspace,
+    offline: bool = False,
+    wait: bool = False,
+    top: int | None = None,
+    timeout: float = 900.0,
+    interval: float = 15.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> LbReport:
+    """Refresh the ledger from Kaggle (unless ``offline``) and gather what `comp lb` prints.
+
+    ``wait`` polls every ``interval`` seconds, at most ``timeout`` seconds, until the newest uploaded
+    submission is no longer pending. Without ``wait`` a Kaggle failure is a warning: the ledger as
+    recorded is still shown.
+    """
+    from comp import kaggle_client
+
+    if offline and (wait or top):
+        raise CompError("--wait and --top need Kaggle; drop --offline")
+    slug = ws.load_settings().competition
+    report = LbReport(entries=[])
+    with Ledger(ws.ledger_path) as ledger:
+        if not offline and not slug:
+            report.warnings.append(
+                "comp.yaml has no competition slug: showing the ledger without refreshing it"
+            )
+        elif not offline:
+            newest = _newest_uploaded(ledger.entries())
+            if wait and newest is None:
+                raise CompError(
+                    "nothing to wait for: no submission in the ledger was uploaded (`comp submit RUN`)"
+                )
+            kaggle: list[KaggleSubmission] = []
+            started = time.monotonic()
+            while True:
+                try:
+                    kaggle = kaggle_client.list_submissions(slug)
+                except KaggleError as exc:
+                    if wait or top:
+                        raise
+                    report.warnings.append(f"{exc} (showing the ledger as recorded; --offline skips Kaggle)")
+                    break
+                updated, report.not_in_ledger = refresh(ledger, kaggle)
+                report.updated += updated
+                if not wait or ledger.get(newest.id).status != "pending":
+                    break
+                if time.monotonic() - started + interval > timeout:
+                    report.waited_out = ledger.get(newest.id)
+                    break
+                sleep(interval)
+            if top:
+                report.team_name = next((s.team_name for s in kaggle if s.team_name), None)
+                report.leaderboard = kaggle_client.leaderboard(slug, top)
+                if report.team_name:
+                    mine = [e for e in report.leaderboard if e.team_name == report.team_name]
+                    report.my_entry = mine[0] if mine else kaggle_client.team_entry(slug, report.team_name)
+        report.entries = ledger.entries()
+    report.correlation = correlation(report.entries)
+    return report
+
+
+def _newest_uploaded(entries: list[LedgerEntry]) -> LedgerEntry | None:
+    uploaded = [e for e in entries if e.ref is not None]
+    return uploaded[-1] if uploaded else None
