@@ -20,7 +20,8 @@ class LinearHead:
     """
 
     def __init__(self, task: str, C: float = 1.0, class_weight: str | None = "balanced", max_iter: int = 1000,
-                 n_jobs: int = 1, warn: Callable[[str], None] | None = None, class_names: list[str] | None = None):
+                 n_jobs: int = 1, warn: Callable[[str], None] | None = None, class_names: list[str] | None = None,
+                 random_state: int = 0):
         self.task = task
         self.C = C
         self.class_weight = None if class_weight in (None, "none") else class_weight
@@ -28,6 +29,7 @@ class LinearHead:
         self.n_jobs = n_jobs
         self.warn = warn or (lambda message: None)
         self.class_names = class_names
+        self.random_state = random_state  # liblinear's dual solver shuffles rows
 
     def __getstate__(self) -> dict:
         # the warning callback belongs to the process that trained the head, not to the saved model
@@ -45,6 +47,10 @@ class LinearHead:
 
         Y = np.asarray(Y)
         self.n_outputs_ = Y.shape[1]
+        if hasattr(X, "tocsr"):
+            # canonical once, here: sklearn would otherwise sum duplicates in place from several threads
+            X = X.tocsr()
+            X.sum_duplicates()
         if self.task == "multiclass":
             y = Y.argmax(axis=1)
             present = np.unique(y)
@@ -57,8 +63,12 @@ class LinearHead:
             if missing:
                 names = ", ".join(self._name(j) for j in missing)
                 self.warn(f"class(es) {names} do not occur in the training rows; they get probability 0")
-            self.models_ = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter).fit(X, y)
+            self.models_ = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter,
+                                              random_state=self.random_state).fit(X, y)
             return self
+
+        # the dual problem is the faster one when features outnumber rows (sparse n-grams)
+        dual = X.shape[1] > X.shape[0]
 
         def fit_one(j: int):
             y = Y[:, j]
@@ -68,7 +78,8 @@ class LinearHead:
                     f"prevalence {float(y.mean()):.0f}"
                 )
                 return float(y.mean())
-            model = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter, solver="liblinear")
+            model = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter, solver="liblinear",
+                                       dual=dual, random_state=self.random_state)
             return model.fit(X, y)
 
         if self.n_jobs == 1 or self.n_outputs_ == 1:
@@ -77,7 +88,7 @@ class LinearHead:
             from joblib import Parallel, delayed
 
             # liblinear releases the GIL, so threads avoid copying X into worker processes
-            self.models_ = Parallel(n_jobs=self.n_jobs, prefer="threads")(delayed(fit_one)(j) for j in range(self.n_outputs_))
+            self.models_ = Parallel(n_jobs=self.n_jobs, backend="threading")(delayed(fit_one)(j) for j in range(self.n_outputs_))
         return self
 
     def predict_proba(self, X) -> np.ndarray:

@@ -79,6 +79,8 @@ class Model:
             r = np.log((p / p.sum()) / (q / q.sum())).astype(np.float32)
             self.ratios_.append(r)
             self.models_.append(LogisticRegression(C=self.config.C, class_weight=weight, solver="liblinear",
+                                                   dual=X.shape[1] > X.shape[0],  # faster when features outnumber rows
+                                                   random_state=self.context.seed,
                                                    max_iter=self.config.max_iter).fit(X.multiply(r).tocsr(), y))
         return self
 

@@ -77,7 +77,8 @@ class Model:
         except ValueError as exc:  # e.g. min_df too high for a tiny fold
             raise ConfigError(f"tfidf: cannot build features ({exc}); lower min_df or widen the n-gram ranges") from None
         self.head_ = LinearHead(self.task.task, self.config.C, self.config.class_weight, self.config.max_iter,
-                                self.config.n_jobs, warn=self.context.log, class_names=self.task.classes).fit(X, Y)
+                                self.config.n_jobs, warn=self.context.log, class_names=self.task.classes,
+                                random_state=self.context.seed).fit(X, Y)
         return self
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
