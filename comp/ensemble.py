@@ -121,11 +121,11 @@ def blend_members(runs: list[RunData], method: str, Y: np.ndarray, folds: np.nda
     test = _normalise(sum(w * t for w, t in zip(weights, tests, strict=True)), task)
     scores = evaluate_oof(oof, Y, folds, task, metric, min_labels)
     if method == "weighted":
-        _honest_weights(scores, oofs, Y, folds, task, metric, min_labels)
+        honest_weights(scores, oofs, Y, folds, task, metric, min_labels)
     return oof, test, weights, scores
 
 
-def _honest_weights(scores: OofScores, oofs: list[np.ndarray], Y: np.ndarray, folds: np.ndarray, task: str,
+def honest_weights(scores: OofScores, oofs: list[np.ndarray], Y: np.ndarray, folds: np.ndarray, task: str,
                     metric: str, min_labels: int) -> None:
     """Replace the honest estimate by one where weights AND thresholds are fitted without fold k."""
     predictions = np.zeros_like(Y) if not METRICS[metric].needs_proba else np.zeros(Y.shape, dtype=float)

@@ -197,6 +197,12 @@ def rescore_run(ws: Workspace, name: str, metric: str | None = None, class_offse
     run = load_run(ws, name, settings.output_names)
     comp = labels_for(ws, run)
     scores = evaluate_oof(run.oof, comp.Y, run.folds, settings.task, metric, settings.min_labels, class_offsets)
+    if run.record.get("kind") == "ensemble" and run.record.get("config", {}).get("method") == "weighted":
+        from comp.ensemble import honest_weights
+
+        # the blend's weights were fitted on the OOF too: keep them out of the held-out folds as well
+        members = [load_run(ws, m, settings.output_names).oof for m in run.record["members"]]
+        honest_weights(scores, members, comp.Y, run.folds, settings.task, metric, settings.min_labels)
     paths = ws.run(name)
     previous = run.scores
     for row, old in zip(scores.per_fold, previous.get("per_fold", []), strict=False):

@@ -72,3 +72,9 @@ def test_bad_ensembles(ws):
     make_ensemble(ws, ["tfidf", "nbsvm"], "twice")
     with pytest.raises(RunError, match="run 'twice' already exists; pass --force"):
         make_ensemble(ws, ["tfidf", "nbsvm"], "twice")
+
+
+def test_rescoring_a_weighted_blend_keeps_weights_out_of_the_held_out_folds(ws):
+    result = make_ensemble(ws, ["tfidf", "nbsvm"], "weighted-rescore", "weighted")
+    scores, _, _ = rescore_run(ws, "weighted-rescore")
+    assert scores.honest == pytest.approx(result.scores.honest)
