@@ -448,6 +448,108 @@ def evaluate(
     console.echo(f"{result.metric} = {result.score:.5f} over {result.rows} rows")
 
 
+# ---- reports -----------------------------------------------------------------------------------
+
+
+@app.command()
+def report(
+    run: Annotated[str, typer.Argument(help="Run name.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for the report (default: runs/RUN/report/).")
+    ] = None,
+) -> None:
+    """Per-class table, per-fold spread and figures of a run, in one self-contained report.html."""
+    from comp.report import write_run_report
+
+    ws = workspace()
+    rep = write_run_report(ws, run, out)
+    t = rep.tables.per_class
+    console.table(
+        f"run {run}: per class ({'argmax' if rep.task == 'multiclass' else 'at 0.5'} | tuned)",
+        ["class", "support", "threshold", "P", "R", "F1", "P tuned", "R tuned", "F1 tuned"],
+        [
+            (
+                r["class"],
+                int(r["support"]),
+                f"{r['threshold']:.3f}",
+                *(
+                    f"{r[c]:.3f}"
+                    for c in (
+                        "precision_0.5",
+                        "recall_0.5",
+                        "f1_0.5",
+                        "precision_tuned",
+                        "recall_tuned",
+                        "f1_tuned",
+                    )
+                ),
+            )
+            for _, r in t.iterrows()
+        ],
+        right=range(1, 9),
+    )
+    console.table(
+        f"{rep.metric} over folds",
+        ["estimate", "mean", "std", "min", "max"],
+        [
+            (r["estimate"], *(console.fmt(r[c]) for c in ("mean", "std", "min", "max")))
+            for _, r in rep.tables.spread.iterrows()
+        ],
+        right=range(1, 5),
+    )
+    for note in rep.notes:
+        console.warn(note)
+    console.echo(
+        f"wrote {ws.relative(rep.html)} ({', '.join(p.name for p in rep.figures.values())} embedded)"
+    )
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[str], typer.Argument(help="Runs to compare (two or more).")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for the tables and figures (default: reports/compare-RUNS/)."),
+    ] = None,
+    method: Annotated[str, typer.Option("--method", help="OOF correlation: pearson | spearman.")] = "pearson",
+) -> None:
+    """Per-class F1 (tuned) side by side and the OOF correlation between runs (low blends well)."""
+    from comp.report import write_comparison
+
+    ws = workspace()
+    result = write_comparison(ws, runs, out, method)
+    names = result.runs
+    console.table(
+        "per-class F1 (tuned)",
+        ["class", "support", *names, "best"],
+        [
+            (r["class"], int(r["support"]), *(f"{r[n]:.3f}" for n in names), r["best"])
+            for _, r in result.f1.iterrows()
+        ],
+        right=range(1, len(names) + 2),
+    )
+    console.table(
+        f"CV ({result.metric})",
+        ["run", "model", "at 0.5", "tuned", "honest"],
+        [
+            (
+                r["run"],
+                r["model"],
+                console.fmt(r["at_0.5"]),
+                console.fmt(r["tuned"]),
+                console.fmt(r["honest"]),
+            )
+            for _, r in result.scores.iterrows()
+        ],
+        right=(2, 3, 4),
+    )
+    console.table(
+        f"OOF correlation ({method}, mean over classes)",
+        ["run", *names],
+        [(a, *(f"{result.correlation.loc[a, b]:.3f}" for b in names)) for a in names],
+        right=range(1, len(names) + 1),
+    )
+    console.echo(f"wrote {ws.relative(result.html)} and {', '.join(p.name for p in result.figures.values())}")
 @app.command()
 def demo(
     keep: Annotated[Path | None, typer.Option("--keep", help="Build the demo workspace here instead of a temp folder.")] = None,
