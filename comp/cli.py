@@ -337,6 +337,9 @@ def lb(
     interval: Annotated[
         float, typer.Option("--interval", min=0, help="--wait: seconds between polls.")
     ] = 15.0,
+    plot: Annotated[
+        bool, typer.Option("--plot", help="Also write submissions/lb.png: honest CV against public LB.")
+    ] = False,
 ) -> None:
     """Refresh the ledger from Kaggle and show every submission's CV next to its public and private LB."""
     from comp.ledger import lb_report
@@ -397,6 +400,13 @@ def lb(
         console.warn(
             f"#{report.waited_out.id} is still pending after {timeout:.0f} s; run `comp lb --wait` again later"
         )
+    if plot:
+        from comp.report import lb_plot, lb_points
+
+        if lb_points(report.entries)[0]:
+            console.echo(f"wrote {ws.relative(lb_plot(report.entries, ws.submissions_dir / 'lb.png'))}")
+        else:
+            console.warn("--plot: no submission has both a CV and a public score yet; no plot written")
 
 
 @app.command()
