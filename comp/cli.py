@@ -404,7 +404,7 @@ def lb(
         from comp.report import lb_plot, lb_points
 
         if lb_points(report.entries)[0]:
-            console.echo(f"wrote {ws.relative(lb_plot(report.entries, ws.submissions_dir / 'lb.png'))}")
+            console.echo(f"wrote {ws.relative(lb_plot(report.entries, ws.lb_plot))}")
         else:
             console.warn("--plot: no submission has both a CV and a public score yet; no plot written")
 

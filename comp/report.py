@@ -463,7 +463,7 @@ def write_run_report(ws: Workspace, name: str, out: str | Path | None = None) ->
         run.scores.get("per_fold", []),
         label_names,
     )
-    out = Path(out) if out is not None else ws.run(name).dir / "report"
+    out = Path(out) if out is not None else ws.run(name).report_dir
     figures = run_figures(tables, task, out, name)
     write_csv(out / "per_class.csv", tables.per_class)
     write_csv(out / "folds.csv", tables.folds)
@@ -559,7 +559,7 @@ def compare_dir(ws: Workspace, names: Sequence[str]) -> Path:
     label = "-vs-".join(names)
     if len(label) > 80:  # keep the folder name short; the hash keeps different sets apart
         label = f"{'-vs-'.join(names[:2])}-and-{len(names) - 2}-more-{hashlib.sha1(label.encode()).hexdigest()[:8]}"
-    return ws.root / "reports" / f"compare-{label}"
+    return ws.reports_dir / f"compare-{label}"
 
 
 def write_comparison(

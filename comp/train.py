@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,13 +161,19 @@ def train_fold(family, config, task: TaskInfo, comp: Competition, folds: np.ndar
     texts = comp.train_texts
     log(f"fold {k}: training on {len(train_rows)} rows, validating on {len(valid_rows)}")
     context = FoldContext(fold=k, seed=seed + k, cache_dir=ws.cache_dir, fold_dir=paths.fold_dir(k), log=log,
-                          is_main_process=main)
+                          warn=log.warn, is_main_process=main)
     model = family.Model(config, task, context)
     train_texts = [texts[i] for i in train_rows]
     valid_texts = [texts[i] for i in valid_rows]
-    model.fit(train_texts, comp.Y[train_rows], valid=(valid_texts, comp.Y[valid_rows]))
-    oof = np.asarray(model.predict_proba(valid_texts), dtype=np.float64)
-    test = np.asarray(model.predict_proba(comp.test_texts), dtype=np.float64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(train_texts, comp.Y[train_rows], valid=(valid_texts, comp.Y[valid_rows]))
+        oof = np.asarray(model.predict_proba(valid_texts), dtype=np.float64)
+        test = np.asarray(model.predict_proba(comp.test_texts), dtype=np.float64)
+    # library warnings (e.g. a solver that did not converge) belong in train.log, once per message
+    for message in dict.fromkeys(f"fold {k}: {w.category.__name__}: {str(w.message).splitlines()[0]}" for w in caught
+                                 if not issubclass(w.category, DeprecationWarning | FutureWarning)):
+        log.warn(message)
     expected = (len(valid_rows), task.n_outputs)
     if oof.shape != expected or test.shape != (len(comp.test_texts), task.n_outputs):
         raise RunError(f"model '{config.model}' returned probabilities of shape {oof.shape}, expected {expected}")

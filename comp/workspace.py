@@ -213,6 +213,15 @@ class Workspace:
         return sorted(p.name for p in self.runs_dir.iterdir() if (p / "run.yaml").is_file())
 
     @property
+    def reports_dir(self) -> Path:
+        """`comp compare` output: reports/compare-<runs>/."""
+        return self.root / "reports"
+
+    @property
+    def lb_plot(self) -> Path:
+        return self.submissions_dir / "lb.png"
+
+    @property
     def ledger_path(self) -> Path:
         return self.submissions_dir / "ledger.db"
 
@@ -268,6 +277,10 @@ class RunPaths:
     @property
     def log(self) -> Path:
         return self.dir / "train.log"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.dir / "report"
 
     def fold_dir(self, fold: int) -> Path:
         return self.dir / f"fold-{fold}"

@@ -37,6 +37,7 @@ class FoldContext:
     cache_dir: Path  # workspace-wide cache shared by runs (embeddings, tokenised texts)
     fold_dir: Path  # runs/<run>/fold-<k>/
     log: Callable[[str], None] = field(default=print)
+    warn: Callable[[str], None] = field(default=lambda message: print(f"warning: {message}"))
     is_main_process: bool = True
 
 

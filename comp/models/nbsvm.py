@@ -69,7 +69,7 @@ class Model:
         for j in range(Y.shape[1]):
             y = Y[:, j]
             if y.min() == y.max():
-                self.context.log(f"warning: class '{self.task.classes[j]}' is all {int(y[0])} in the training rows; "
+                self.context.warn(f"class '{self.task.classes[j]}' is all {int(y[0])} in the training rows; "
                                  "predicting its constant prevalence")
                 self.ratios_.append(None)
                 self.models_.append(float(y.mean()))

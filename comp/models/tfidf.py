@@ -77,7 +77,7 @@ class Model:
         except ValueError as exc:  # e.g. min_df too high for a tiny fold
             raise ConfigError(f"tfidf: cannot build features ({exc}); lower min_df or widen the n-gram ranges") from None
         self.head_ = LinearHead(self.task.task, self.config.C, self.config.class_weight, self.config.max_iter,
-                                self.config.n_jobs, warn=self.context.log, class_names=self.task.classes,
+                                self.config.n_jobs, warn=self.context.warn, class_names=self.task.classes,
                                 random_state=self.context.seed).fit(X, Y)
         return self
 
@@ -91,5 +91,5 @@ class Model:
     def load(cls, directory: Path, config: Config, task: TaskInfo, context: FoldContext) -> Model:
         model = cls(config, task, context)
         model.vectorizer_, model.head_ = pickle.loads((Path(directory) / "model.pkl").read_bytes())
-        model.head_.warn = context.log
+        model.head_.warn = context.warn
         return model
