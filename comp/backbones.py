@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import socket
@@ -25,6 +26,9 @@ import numpy as np
 
 from comp.atomic import atomic_path
 from comp.errors import ConfigError
+
+# bitsandbytes, imported by transformers, warns at import about an optional CPU kernel we never use
+logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 MINILM = "minilm"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

@@ -171,7 +171,7 @@ def test_vectors_come_back_in_input_order(bert_dir, tmp_path):
     texts, _ = synthetic(30, seed=2)
     batched = embeddings.Encoder(_config(bert_dir, batch_size=8), None).encode(texts)
     one_by_one = embeddings.Encoder(_config(bert_dir, batch_size=1), None).encode(texts)
-    assert batched.shape == (30, 32)
+    assert batched.shape == (30, 64)
     np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
 

@@ -1,6 +1,6 @@
 """Tiny random BERT- and RoBERTa-shaped backbones for tests: no downloads.
 
-A tokenizer is trained with `tokenizers` on the test's own texts, a model with hidden size 32 is
+A tokenizer is trained with `tokenizers` on the test's own texts, a model with hidden size 64 is
 built from a config, and both are saved with ``save_pretrained`` to a folder that a config's
 ``backbone:`` can point at.
 """
@@ -25,7 +25,7 @@ CLASSES = list(CUES)
 
 
 def synthetic(n: int = 120, task: str = "multilabel", seed: int = 0) -> tuple[list[str], np.ndarray]:
-    """Texts whose labels are voiced by cue words, of varied length (3..40 words).
+    """Texts whose labels are voiced by cue words, of varied length (3..20 words).
 
     Returns ``(texts, Y)`` with Y of shape (n, 4): multilabel indicators (rows may be empty) or
     multiclass one-hot rows.
@@ -38,7 +38,7 @@ def synthetic(n: int = 120, task: str = "multilabel", seed: int = 0) -> tuple[li
         Y = (rng.random((n, k)) < np.array([0.4, 0.3, 0.25, 0.2])).astype(float)
     texts = []
     for row in Y:
-        words = list(rng.choice(FILLER, size=int(rng.integers(3, 40))))
+        words = list(rng.choice(FILLER, size=int(rng.integers(2, 16))))
         for c in np.flatnonzero(row):
             words.insert(int(rng.integers(0, len(words) + 1)), str(rng.choice(CUES[CLASSES[c]])))
         texts.append(" ".join(words))
@@ -116,10 +116,10 @@ def make_backbone(folder: Path, kind: str = "bert", seed: int = 0) -> Path:
     tokenizer = bert_tokenizer() if kind == "bert" else roberta_tokenizer()
     common = dict(
         vocab_size=len(tokenizer),
-        hidden_size=32,
+        hidden_size=64,
         num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
+        num_attention_heads=4,
+        intermediate_size=128,
         max_position_embeddings=130,
         pad_token_id=tokenizer.pad_token_id,
     )
