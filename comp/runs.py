@@ -155,14 +155,14 @@ class RunLog:
         self.enabled = enabled
         self.warnings: list[str] = []
 
-    def __call__(self, message: str) -> None:
+    def __call__(self, message: str, echo: bool = True) -> None:
         if not self.enabled:
             return
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(f"{now()} {message}\n")
-        if self.echo is not None:
+        if echo and self.echo is not None:
             self.echo(message)
 
     def warn(self, message: str) -> None:

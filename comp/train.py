@@ -131,7 +131,8 @@ def train(ws: Workspace, config_path: Path, *, n_folds: int | None = None, seed:
     record.setdefault("fold_seconds", {})
     if main:
         write_run_yaml(paths, record)
-        log(f"run {run_name}: model {config.model}, {n_folds} folds from {fold_file}, config {config_dict}")
+        log(f"run {run_name}: model {config.model}, {n_folds} folds from {fold_file}")
+        log(f"config: {config_dict}", echo=False)
 
     task = task_info(settings)
     trained, skipped = [], []
