@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tiny_models import CLASSES, make_backbone, synthetic  # noqa: E402
-
-from comp import backbones  # noqa: E402
-from comp.config import build, load_model_config  # noqa: E402
-from comp.errors import ConfigError  # noqa: E402
-from comp.models import transformer as T  # noqa: E402
-from comp.models.base import FoldContext, TaskInfo  # noqa: E402
+from comp import backbones
+from comp.config import build, load_model_config
+from comp.errors import ConfigError, RunError
+from comp.models import transformer as T
+from comp.models.base import FoldContext, TaskInfo
+from tests.tiny_models import CLASSES, make_backbone, synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 # small enough for seconds on 2 CPU cores, enough steps for a 2-layer model to find the cue words
@@ -227,8 +224,18 @@ def test_long_texts_are_truncated_and_counted(bert_dir, tmp_path):
     texts, Y = synthetic(30, "multilabel", seed=8)
     texts[0] = "happy " * 200
     logs = []
+    # also exercises the optional training settings: each must at least run
+    options = dict(
+        gradient_checkpointing=True,
+        layer_lr_decay=0.8,
+        scheduler="cosine",
+        class_weights="balanced",
+        gamma=2.0,
+    )
     model = T.Model(
-        _config(bert_dir, epochs=1, max_length=16), TaskInfo("multilabel", CLASSES), _context(tmp_path, logs)
+        _config(bert_dir, epochs=1, max_length=16, **options),
+        TaskInfo("multilabel", CLASSES),
+        _context(tmp_path, logs),
     )
     model.fit(texts, Y)
     n_long = sum(len(t.split()) + 2 > 16 for t in texts)
@@ -275,6 +282,30 @@ def test_config_checks():
         build(T.Config, {"model": "transformer", "backbone": "b", "max_length": "long"}, "x.yaml")
     with pytest.raises(ConfigError, match="min_epochs must be between 0 and epochs"):
         build(T.Config, {"model": "transformer", "backbone": "b", "epochs": 2, "min_epochs": 3}, "x.yaml")
+
+
+def test_predict_run_with_saved_fold_models_matches_the_run(bert_dir, tmp_path):
+    from comp.predict import predict_run
+    from comp.runs import load_run
+    from comp.train import train
+    from tests.helpers import make_workspace
+
+    ws = make_workspace(tmp_path, "multiclass", train_rows=60, test_rows=20)
+    (ws.configs_dir / "tiny.yaml").write_text(
+        f"model: transformer\nbackbone: {bert_dir}\nepochs: 1\nbatch_size: 16\nlr: 1.0e-3\nsave_models: true\n"
+    )
+    train(ws, ws.configs_dir / "tiny.yaml", n_folds=2)
+    run = load_run(ws, "tiny")
+    frame = predict_run(ws.root, "tiny", ws.test_csv)
+    assert list(frame.columns) == ["id", *run.classes] and frame["id"].tolist() == run.test_ids
+    np.testing.assert_allclose(frame[run.classes].to_numpy(), run.test, atol=1e-6)
+
+    (ws.configs_dir / "nosave.yaml").write_text(f"model: transformer\nbackbone: {bert_dir}\nepochs: 1\n")
+    train(ws, ws.configs_dir / "nosave.yaml", n_folds=2)
+    with pytest.raises(
+        RunError, match=r"run 'nosave' has no saved model for fold\(s\) 0, 1 .*save_models: true"
+    ):
+        predict_run(ws, "nosave", ws.test_csv)
 
 
 @pytest.mark.parametrize("name", ["distilroberta-base", "roberta-base", "deberta-v3-base", "minilm-finetune"])

@@ -12,9 +12,10 @@ several GPUs through ``accelerate launch`` / ``torchrun``). This module adds wha
 - token ids cached per text in the workspace (tokenised once for every fold and run);
 - length-sorted inference with the rows put back in input order.
 
-Decoder LLMs with LoRA/QLoRA are meant to join this family through three hooks, each marked
-"decoder hook" below: building the model (peft config, quantisation, pad token), the text that is
-tokenised (a prompt template), and what is saved (the adapter instead of the full weights).
+Decoder LLMs (Llama, Gemma, Qwen2, Mistral) with LoRA / QLoRA / IA3 adapters use the same loop
+through hooks marked "decoder hook" below, with their code in ``comp/models/decoders.py``: building
+the model (peft, quantisation, pad token), the text that is tokenised (a prompt template), the best
+weights kept (adapter + head), and what is saved and loaded (the adapter instead of the full weights).
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ from comp.backbones import (
 )
 from comp.config import ModelConfig
 from comp.errors import ConfigError, RunError
+from comp.models import decoders
 from comp.models.base import FoldContext, TaskInfo
+from comp.models.decoders import PeftSettings
 
 SAVED_META = "comp_transformer.json"
 
@@ -71,7 +74,7 @@ class Config(ModelConfig):
     warmup_ratio: float = 0.1
     scheduler: Literal["linear", "cosine", "constant"] = "linear"
     max_grad_norm: float = 1.0
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | None = None  # null: on with peft (decoder LLMs), off for full fine-tuning
     class_weights: Literal["none", "balanced", "sqrt"] = "none"  # BCE pos_weight / CE class weights
     max_pos_weight: float = 10.0  # cap on every class weight
     gamma: float = 0.0  # focal-loss exponent; 0 = plain BCE / cross-entropy
@@ -80,6 +83,10 @@ class Config(ModelConfig):
     device: str = "auto"  # auto | cpu | cuda
     checkpoint_every: int | None = None  # optimizer steps between resumable checkpoints; null: none
     num_workers: int = 0  # dataloader worker processes
+    # decoder LLMs (comp/models/decoders.py): an adapter instead of full fine-tuning, a quantised base
+    peft: PeftSettings | None = None  # e.g. {method: lora, r: 16, alpha: 32} or {method: ia3}; null: full
+    quantization: Literal["none", "8bit", "4bit"] = "none"  # of the frozen base; needs peft and bitsandbytes
+    prompt_template: str | None = None  # e.g. "Tweet: {text}\nEmotions:"; null: the text as it is
 
     def check(self, where: str) -> None:
         if not self.backbone:
@@ -112,6 +119,7 @@ class Config(ModelConfig):
         for name in ("eval_every", "checkpoint_every"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{where}: {name} must be a positive number of steps or null")
+        decoders.check_config(self, where)  # decoder hook: prompt template, quantization needs peft
 
 
 # ---- losses ------------------------------------------------------------------------------------
@@ -274,7 +282,8 @@ def _hf():
                 decay = set(self.get_decay_parameter_names(model))  # Trainer's rule: not biases, not norms
                 no_decay = {n for n, _ in model.named_parameters() if n not in decay}
                 groups = self.comp_optimizer(model, no_decay=no_decay)
-                fused = self.args.device.type == "cuda"
+                # one fused kernel per step instead of a loop over tensors (as Trainer's default optim)
+                fused = self.args.device.type in ("cuda", "cpu")
                 self.optimizer = torch.optim.AdamW(groups, lr=self.args.learning_rate, fused=fused)
             return self.optimizer
 
@@ -304,9 +313,7 @@ def _hf():
                     state.global_step,
                     0,
                 )
-                fit.best_state = {
-                    k: v.detach().to("cpu", copy=True) for k, v in fit.model.state_dict().items()
-                }
+                fit.best_state = fit.snapshot()
                 fit.best_dirty = True
             else:
                 fit.bad_evals += 1
@@ -406,6 +413,12 @@ class _Fit:
     def best_dir(self) -> Path:
         return self.checkpoint_dir / "best"
 
+    def snapshot(self) -> dict:
+        """CPU copies of the weights to keep as the best (decoder hook: adapter + head only)."""
+        if decoders.is_peft_model(self.model):
+            return decoders.trainable_state(self.model)
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
     def write_best(self) -> None:
         """Save the best weights beside the checkpoints, so a resumed fit still knows them."""
         from safetensors.torch import save_file
@@ -458,17 +471,21 @@ class Model:
         self.resolved_ = source or resolve_backbone(c.backbone)
         self.device_ = select_device(c.device)
         self.precision_ = select_precision(c.precision, self.device_)
+        decoders.check_quantization(c.quantization, self.device_)  # decoder hook: before any weights load
         self.tokenizer_ = load_tokenizer(c.backbone if source is None else source, self.resolved_)
+        decoders.prepare_tokenizer(self.tokenizer_, c.backbone)  # decoder hook: pad token, right padding
         self.tokens_ = TokenIds(
             self.tokenizer_, self.resolved_, self.context.cache_dir, self.context.is_main_process
         )
+        decoders.keep_template_tail(self.tokens_, c.prompt_template)  # decoder hook
         self.limit_ = int(
             min(self.tokens_.store_length, c.max_length_cap if c.max_length == "auto" else 1 << 30)
         )
 
-    def _build_model(self):
-        """The classifier. Decoder hook: peft (task_type SEQ_CLS), quantization and
-        prepare_model_for_kbit_training belong here."""
+    def _build_model(self, adapter_dir: Path | None = None):
+        """The classifier. Decoder hooks (comp/models/decoders.py): a quantised or half-precision
+        base, the pad token the model pools with, and a peft adapter: fresh, or the one saved in
+        ``adapter_dir``."""
         from transformers import AutoModelForSequenceClassification, set_seed
 
         set_seed(self.context.seed)  # the new head's initial weights
@@ -483,14 +500,18 @@ class Model:
             problem_type="single_label_classification"
             if self.task.task == "multiclass"
             else "multi_label_classification",
+            **decoders.load_kwargs(self.config, self.precision_, self.device_),
         )
-        if model.config.pad_token_id is None:  # decoders: batches are padded, the model must know with what
-            model.config.pad_token_id = self.tokenizer_.pad_token_id
+        decoders.align_pad_token(model, self.tokenizer_)  # batches are padded: the model must know with what
+        if adapter_dir is not None:
+            return decoders.load_adapter(model, adapter_dir)
+        if self.config.peft is not None:
+            model = decoders.wrap(model, self.config, self.config.backbone)
         return model
 
     def _texts(self, texts: Sequence[str]) -> list[str]:
         """Decoder hook: a prompt template wraps each text here."""
-        return [str(t) for t in texts]
+        return decoders.apply_template(self.config.prompt_template, texts)
 
     def _ids(self, texts: Sequence[str], what: str) -> list[np.ndarray]:
         ids, lengths = self.tokens_.encode(self._texts(texts))
@@ -628,7 +649,10 @@ class Model:
             raise
 
         if fit.best_state is not None:
-            self.model_.load_state_dict(fit.best_state)
+            if decoders.is_peft_model(self.model_):  # decoder hook: the snapshot holds adapter + head
+                decoders.restore_state(self.model_, fit.best_state)
+            else:
+                self.model_.load_state_dict(fit.best_state)
             ctx.log(
                 f"fold {ctx.fold}: restored the best weights (step {fit.best_step}, {self.task.metric} {fit.best_score:.4f})"
             )
@@ -690,15 +714,17 @@ class Model:
 
     # -- persistence
     def save(self, directory: Path) -> None:
-        """Weights, tokenizer and config under ``directory`` (decoder hook: an adapter instead)."""
+        """Weights, tokenizer and config under ``directory``; a peft model saves only its adapter and
+        head (decoder hook: ``load`` rebuilds the base from ``config.backbone``)."""
         from transformers.utils import logging as hf_logging
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         hf_logging.disable_progress_bar()
         try:
-            self.model_.save_pretrained(directory)
-            self.tokenizer_.save_pretrained(directory)
+            self.model_.save_pretrained(directory)  # a PeftModel writes adapter_config.json + adapter weights
+            if not decoders.is_peft_model(self.model_):
+                self.tokenizer_.save_pretrained(directory)
         finally:
             hf_logging.enable_progress_bar()
         meta = {
@@ -707,6 +733,8 @@ class Model:
             "task": self.task.task,
             "classes": list(self.task.classes),
         }
+        if decoders.is_peft_model(self.model_):
+            meta["adapter"] = self.config.peft.method
         write_text(directory / SAVED_META, json.dumps(meta, indent=2) + "\n")
 
     @classmethod
@@ -723,7 +751,11 @@ class Model:
         if list(meta["classes"]) != list(task.classes):
             raise RunError(f"{directory} was trained for classes {meta['classes']}, not {list(task.classes)}")
         model = cls(config, task, context)
-        model._setup(source=str(directory))
+        adapter = decoders.is_adapter_dir(directory)  # decoder hook: base from config.backbone + the adapter
+        model._setup(source=None if adapter else str(directory))
         model.max_length_ = int(meta["max_length"])
-        model.model_ = load_pretrained(AutoModelForSequenceClassification, str(directory), str(directory))
+        if adapter:
+            model.model_ = model._build_model(adapter_dir=directory)
+        else:
+            model.model_ = load_pretrained(AutoModelForSequenceClassification, str(directory), str(directory))
         return model
