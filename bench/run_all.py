@@ -1,0 +1,34 @@
+"""Run every benchmark in bench/ in turn; each writes its own section of docs/benchmarks.md.
+
+    .venv/bin/python bench/run_all.py [NAME ...]     (names: thresholds quality transformer decoders)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ORDER = ["thresholds", "quality", "transformer", "decoders"]
+
+
+def main() -> int:
+    names = sys.argv[1:] or ORDER
+    failed = []
+    for name in names:
+        script = HERE / f"bench_{name}.py"
+        if not script.is_file():
+            print(f"no benchmark {script.name}; choose from {', '.join(ORDER)}")
+            failed.append(name)
+            continue
+        print(f"== {script.name}", flush=True)
+        if subprocess.run([sys.executable, str(script)], cwd=HERE.parent).returncode != 0:
+            failed.append(name)
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
