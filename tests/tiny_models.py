@@ -134,3 +134,72 @@ def make_backbone(folder: Path, kind: str = "bert", seed: int = 0) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+# ---- decoders: tiny random Llama- and Qwen2-shaped LLMs -----------------------------------------
+def _byte_bpe(special: list[str], vocab_size: int = 400):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(
+        _corpus() + ["Tweet: x\nEmotions:"],
+        trainers.BpeTrainer(
+            vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    return tok
+
+
+def llama_tokenizer():
+    """Byte-level BPE that prepends ``<s>`` and has no pad token (as Llama 3 and Mistral)."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    tok = _byte_bpe(["<s>", "</s>"])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", model_max_length=128)
+
+
+def qwen2_tokenizer():
+    """Byte-level BPE without BOS whose pad token is ``<|endoftext|>`` (as Qwen2)."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok = _byte_bpe(["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", model_max_length=128
+    )
+
+
+def make_decoder(folder: Path, kind: str = "llama", seed: int = 0) -> Path:
+    """Save a tiny random ``kind`` (llama | qwen2) causal LM + tokenizer to ``folder``; return it.
+
+    Saved as a causal LM, as hub checkpoints are: AutoModelForSequenceClassification adds the head.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+
+    folder = Path(folder)
+    tokenizer = llama_tokenizer() if kind == "llama" else qwen2_tokenizer()
+    common = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=256,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    if kind == "llama":
+        config = LlamaConfig(**common, bos_token_id=tokenizer.bos_token_id, pad_token_id=None)
+    else:
+        config = Qwen2Config(**common, tie_word_embeddings=True)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
