@@ -247,6 +247,18 @@ def test_qlora_4bit_on_cpu_when_bitsandbytes_has_cpu_kernels(llama_dir, tmp_path
     np.testing.assert_allclose(loaded.predict_proba(texts[40:]), P, atol=1e-5)
 
 
+def test_quantised_base_is_frozen_with_fp32_norms_and_unwidened_embeddings(llama_dir):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    net = AutoModelForSequenceClassification.from_pretrained(str(llama_dir), num_labels=4, dtype=torch.bfloat16)
+    net = decoders.prepare_quantized(net)
+    assert not any(p.requires_grad for p in net.parameters())
+    assert net.model.embed_tokens.weight.dtype == torch.bfloat16  # frozen and large: no fp32 copy
+    assert net.model.norm.weight.dtype == torch.float32
+    assert net.model.layers[0].input_layernorm.weight.dtype == torch.float32
+
+
 @pytest.mark.gpu
 def test_one_qlora_step_on_cuda(llama_dir, tmp_path):
     import torch

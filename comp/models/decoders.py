@@ -203,23 +203,33 @@ def peft_config(settings: PeftSettings):
     )
 
 
-def wrap(model, config, backbone: str):
-    """``model`` with a fresh adapter; only adapter and head are trainable, and they train in fp32.
+def prepare_quantized(model):
+    """peft's ``prepare_model_for_kbit_training`` without its fp32 copy of the embeddings.
 
-    A quantised base goes through ``prepare_model_for_kbit_training`` (frozen, norms in fp32);
-    gradient checkpointing is left to the Trainer, which uses the non-reentrant kind.
+    The base is frozen and its small unquantised tensors (norms, the new head) move to fp32 for
+    stable training. The input embeddings are frozen and large (256k x 2304 for Gemma-2): in fp32
+    they would outweigh the 4-bit layers, and the cast would briefly hold both copies, so they stay
+    in the dtype they were loaded in. Gradient checkpointing is left to the Trainer (non-reentrant,
+    so the inputs need no requires_grad hook).
     """
     import torch
-    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    for param in model.parameters():
+        param.requires_grad = False
+        half = param.dtype in (torch.float16, torch.bfloat16)
+        if half and id(param) not in embeddings and type(param).__name__ != "Params4bit":
+            param.data = param.data.to(torch.float32)
+    return model
+
+
+def wrap(model, config, backbone: str):
+    """``model`` with a fresh adapter; only adapter and head are trainable, and they train in fp32."""
+    import torch
+    from peft import get_peft_model
 
     if config.quantization != "none":
-        dtypes = {id(m): m.weight.dtype for m in model.modules() if isinstance(m, torch.nn.Embedding)}
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-        # the embeddings are frozen and large (256k x 2304 for Gemma-2): an fp32 copy would cost
-        # more memory than the 4-bit layers; they stay in the dtype they were loaded in
-        for module in model.modules():
-            if isinstance(module, torch.nn.Embedding) and id(module) in dtypes:
-                module.weight.data = module.weight.data.to(dtypes[id(module)])
+        model = prepare_quantized(model)
     try:
         model = get_peft_model(model, peft_config(config.peft))
     except ValueError as exc:
