@@ -115,16 +115,15 @@ def quantization_config(quantization: str, precision: str):
 
 
 def load_kwargs(config, precision: str, device) -> dict:
-    """Extra ``from_pretrained`` arguments: the quantisation config and device map for a quantised
-    base; half-precision weights for an adapter on a GPU (the frozen base needs no fp32 copy).
-    Full fine-tuning keeps fp32 master weights: nothing is added."""
+    """Extra ``from_pretrained`` arguments for an adapter: the base's weights in the run's precision
+    (bf16 on a GPU: the frozen base needs no fp32 copy; fp32 on CPU, also from a bf16 checkpoint,
+    which transformers would otherwise load as bf16), and the quantisation config and device map
+    for a quantised base. Full fine-tuning is left as it is: nothing is added."""
     from comp.backbones import torch_dtype
 
     if config.peft is None:
         return {}
-    kwargs = {}
-    if precision != "fp32":
-        kwargs["dtype"] = torch_dtype(precision)
+    kwargs = {"dtype": torch_dtype(precision)}
     if config.quantization != "none":
         kwargs["quantization_config"] = quantization_config(config.quantization, precision)
         # quantised weights are placed while loading; each process of a multi-GPU launch on its own GPU
