@@ -225,21 +225,24 @@ def test_4bit_without_usable_bitsandbytes_fails_before_loading(llama_dir, tmp_pa
         T.Model(config, TASK, _context(tmp_path)).fit(texts, Y)
 
 
-def test_qlora_4bit_on_cpu_when_bitsandbytes_has_cpu_kernels(llama_dir, tmp_path):
+@pytest.mark.parametrize("bits", ["4bit", "8bit"])
+def test_quantised_lora_on_cpu_when_bitsandbytes_has_cpu_kernels(bits, llama_dir, tmp_path):
     import torch
 
     try:
-        decoders.check_quantization("4bit", torch.device("cpu"))
+        decoders.check_quantization(bits, torch.device("cpu"))
     except ConfigError as exc:
         pytest.skip(str(exc))
     import bitsandbytes as bnb
 
     texts, Y = synthetic(60, "multilabel", seed=6)
-    config = _config(llama_dir, peft={**LORA, "init": False}, quantization="4bit", epochs=1, batch_size=16)
+    config = _config(llama_dir, peft={**LORA, "init": False}, quantization=bits, epochs=1, batch_size=16)
     model = T.Model(config, TASK, _context(tmp_path)).fit(texts[:40], Y[:40], valid=(texts[40:], Y[40:]))
-    layers = [m for m in model.model_.modules() if isinstance(m, bnb.nn.Linear4bit)]
-    assert len(layers) == 14  # 7 projections x 2 layers hold 4-bit weights
-    assert all(m.weight.quant_type == "nf4" for m in layers)
+    kind = bnb.nn.Linear4bit if bits == "4bit" else bnb.nn.Linear8bitLt
+    layers = [m for m in model.model_.modules() if isinstance(m, kind)]
+    assert len(layers) == 14  # 7 projections x 2 layers hold quantised weights; the head does not
+    if bits == "4bit":
+        assert all(m.weight.quant_type == "nf4" for m in layers)
     assert all(".lora_" in n or ".score.modules_to_save." in n for n in _trainable(model))
     P = model.predict_proba(texts[40:])
     model.save(tmp_path / "qlora")
