@@ -95,6 +95,7 @@ def test_lora_trains_only_adapter_and_head(lora_fit):
     trained = sum(p.numel() for p in model.model_.parameters() if p.requires_grad)
     assert trained < 0.5 * total
     assert model.config.gradient_checkpointing is True  # on by default with peft
+    assert model.saves_adapter
 
 
 def test_lora_loss_falls_and_beats_the_prior(lora_fit):

@@ -26,7 +26,6 @@ from typing import Literal
 
 from comp.errors import ConfigError
 
-QUANTIZATIONS = ("none", "8bit", "4bit")
 TEXT_FIELD = "{text}"
 ADAPTER_CONFIG = "adapter_config.json"
 

@@ -713,6 +713,11 @@ class Model:
         return out
 
     # -- persistence
+    @property
+    def saves_adapter(self) -> bool:
+        """Whether ``save`` writes a peft adapter + head (for ``fold-<k>/adapter/``), not a full model."""
+        return self.config.peft is not None
+
     def save(self, directory: Path) -> None:
         """Weights, tokenizer and config under ``directory``; a peft model saves only its adapter and
         head (decoder hook: ``load`` rebuilds the base from ``config.backbone``)."""
