@@ -110,14 +110,15 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        options = [a for a in args if a is not type(None)]
         errors = []
-        for option in args:
-            if option is type(None):
-                continue
+        for option in options:
             try:
                 return coerce(value, option, where)
             except ConfigError as exc:
-                errors.append(str(exc))
+                errors.append(exc)
+        if len(options) == 1:  # Optional[X]: X's own message says more than "is not X or null"
+            raise errors[0]
         raise ConfigError(f"{where}: {value!r} is not {_describe(annotation)}")
     if origin is Literal:
         if value in args:

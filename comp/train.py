@@ -63,9 +63,11 @@ def ensure_folds(ws: Workspace, comp: Competition, n_folds: int, seed: int, log:
     return path, load_folds(path, comp)
 
 
-def _check_same_run(paths: RunPaths, config: dict[str, Any], fold_file: str, fold_hash: str) -> None:
+def _check_same_run(paths: RunPaths, config: dict[str, Any], defaults: dict[str, Any], fold_file: str,
+                    fold_hash: str) -> None:
     record = read_run_yaml(paths)
-    old_config = record.get("config", {})
+    # a key the family gained after the run started counts as unchanged while it keeps its default
+    old_config = {**{k: v for k, v in defaults.items() if k not in record.get("config", {})}, **record.get("config", {})}
     if old_config != config:
         changed = sorted(k for k in set(old_config) | set(config) if old_config.get(k) != config.get(k))
         detail = ", ".join(f"{k}: {old_config.get(k)!r} -> {config.get(k)!r}" for k in changed[:3])
@@ -107,7 +109,7 @@ def train(ws: Workspace, config_path: Path, *, n_folds: int | None = None, seed:
 
     selected = [only_fold] if only_fold is not None else list(range(n_folds))
     if paths.exists and not force:
-        _check_same_run(paths, config_dict, fold_file, fold_hash)
+        _check_same_run(paths, config_dict, to_dict(family.Config()), fold_file, fold_hash)
     if force and main:
         for k in selected:
             shutil.rmtree(paths.fold_dir(k), ignore_errors=True)
@@ -181,7 +183,9 @@ def train_fold(family, config, task: TaskInfo, comp: Competition, folds: np.ndar
     seconds = time.perf_counter() - started
     if main:
         if config.save_models:
-            model.save(paths.fold_model_dir(k))
+            # adapter families (LoRA, IA3) keep only adapter + head, with the base model's id
+            adapter = getattr(model, "saves_adapter", False)
+            model.save(paths.fold_adapter_dir(k) if adapter else paths.fold_model_dir(k))
         write_npy(paths.fold_oof(k), oof)
         write_npy(paths.fold_test(k), test)
         # the marker is written last: its presence means the fold's arrays are complete

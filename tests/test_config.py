@@ -46,3 +46,20 @@ def test_cross_field_check(tmp_path):
 
 def test_nested_overrides():
     assert parse_overrides(["peft.r=8", "peft.alpha=16", "lr=2e-5"]) == {"peft": {"r": 8, "alpha": 16}, "lr": 2e-5}
+
+
+def test_optional_section_reports_its_own_error():
+    from dataclasses import dataclass, field
+
+    from comp.config import build
+
+    @dataclass
+    class Inner:
+        r: int = 8
+
+    @dataclass
+    class Outer:
+        inner: Inner | None = field(default=None)
+
+    with pytest.raises(ConfigError, match=r"x: inner: r: expected an integer, got 'big'"):
+        build(Outer, {"inner": {"r": "big"}}, "x")

@@ -349,9 +349,8 @@ def test_decoder_config_checks():
         build(T.Config, {**base, "quantization": "4bit"}, "x.yaml")
     with pytest.raises(ConfigError, match="quantization: '3bit' is not one of none, 8bit, 4bit"):
         build(T.Config, {**base, "quantization": "3bit"}, "x.yaml")
-    with pytest.raises(ConfigError, match="peft: {'r': 0}"):
+    with pytest.raises(ConfigError, match="x.yaml: peft: peft r must be a positive rank, got 0"):
         build(T.Config, {**base, "peft": {"r": 0}}, "x.yaml")
-    # the section's own checks (config.coerce reports a failed optional section as a whole)
     with pytest.raises(ConfigError, match="peft r must be a positive rank"):
         build(decoders.PeftSettings, {"r": 0}, "x.yaml: peft")
     with pytest.raises(ConfigError, match="unknown key.*rank; valid keys are: alpha"):

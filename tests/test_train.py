@@ -124,3 +124,15 @@ def test_multiclass_and_nbsvm(tmp_path):
         assert result.scores.honest > 0.8
     scores, _, _ = rescore_run(ws, "tfidf", class_offsets=True)
     assert scores.method == "argmax + class offsets"
+
+
+def test_a_new_config_key_at_its_default_does_not_block_resuming(ws):
+    import yaml
+
+    train(ws, _config(ws), n_folds=3, only_fold=0)
+    paths = ws.run("tfidf")
+    record = yaml.safe_load(paths.run_yaml.read_text())
+    del record["config"]["max_df"]  # as if the run started before the family had this key
+    paths.run_yaml.write_text(yaml.safe_dump(record))
+    result = train(ws, _config(ws), n_folds=3)
+    assert result.skipped == [0] and result.trained == [1, 2]
