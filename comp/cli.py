@@ -561,6 +561,23 @@ def compare(
     )
     console.echo(f"wrote {ws.relative(result.html)} and {', '.join(p.name for p in result.figures.values())}")
 @app.command()
+def predict(
+    run: Annotated[str, typer.Argument(help="A run trained with save_models: true.")],
+    test: Annotated[Path, typer.Option("--test", help="CSV with comp.yaml's id and text columns.", exists=True, dir_okay=False)],
+    out: Annotated[Path | None, typer.Option("--out", help="Output file (default: runs/RUN/predict-<file>.parquet).")] = None,
+) -> None:
+    """Predict a new file with a run's saved fold models (their probabilities averaged)."""
+    from comp.atomic import write_csv, write_parquet
+    from comp.predict import predict_run
+
+    ws = workspace()
+    frame = predict_run(ws, run, test, log=lambda m: console.err.print(m, markup=False, style="dim"))
+    target = out or ws.run(run).dir / f"predict-{test.stem}.parquet"
+    (write_csv if target.suffix == ".csv" else write_parquet)(target, frame)
+    console.echo(f"wrote {ws.relative(target)}: {len(frame)} rows, {frame.shape[1] - 1} probability columns")
+
+
+@app.command()
 def demo(
     keep: Annotated[Path | None, typer.Option("--keep", help="Build the demo workspace here instead of a temp folder.")] = None,
 ) -> None:

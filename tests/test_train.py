@@ -136,3 +136,16 @@ def test_a_new_config_key_at_its_default_does_not_block_resuming(ws):
     paths.run_yaml.write_text(yaml.safe_dump(record))
     result = train(ws, _config(ws), n_folds=3)
     assert result.skipped == [0] and result.trained == [1, 2]
+
+
+def test_predict_command_with_saved_fold_models(ws):
+    import subprocess
+    import sys
+
+    train(ws, _config(ws), n_folds=3, overrides=["save_models=true"])
+    assert all(ws.run("tfidf").fold_model_dir(k).is_dir() for k in range(3))
+    result = subprocess.run([sys.executable, "-m", "comp", "--workspace", str(ws.root), "predict", "tfidf", "--test",
+                             str(ws.test_csv), "--out", str(ws.root / "p.csv")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    predicted = pd.read_csv(ws.root / "p.csv", dtype={"ID": str})
+    np.testing.assert_allclose(predicted.iloc[:, 1:].to_numpy(), load_run(ws, "tfidf").test, atol=1e-6)
