@@ -174,6 +174,9 @@ def folds(
     )
     for message in class_warnings(comp.Y, comp.classes, n_folds, settings.task):
         console.warn(message)
+    if group_column and group_column != settings.group_column:
+        console.warn(f"comp train uses comp.yaml's group_column ({settings.group_column}); set group_column: "
+                     f"{group_column} there so that runs train on these grouped folds")
 
 
 # ---- training and thresholds -------------------------------------------------------------------
