@@ -153,9 +153,14 @@ def load_pretrained(auto_class, backbone: str, resolved: str | None = None, **kw
 
 
 def fingerprint(resolved: str, kind: str = "model") -> str:
-    """A short hash that changes when the backbone's files change (``kind``: model | tokenizer)."""
-    digest = hashlib.sha256(resolved.encode())
+    """A short hash that changes when the backbone's files change (``kind``: model | tokenizer).
+
+    Tokenizers are identified by their files' contents alone, so the fold models a run saves
+    (each with a copy of the tokenizer) share one token cache; models by folder, config.json and
+    the names and sizes of their weight files.
+    """
     folder = Path(resolved)
+    digest = hashlib.sha256(b"" if kind == "tokenizer" and folder.is_dir() else resolved.encode())
     if folder.is_dir():
         pattern = _TOKENIZER_FILES if kind == "tokenizer" else _WEIGHT_FILES
         for item in sorted(folder.iterdir()):

@@ -8,14 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tiny_models import CLASSES, make_backbone, synthetic  # noqa: E402
-
-from comp import backbones  # noqa: E402
-from comp.config import build, load_model_config  # noqa: E402
-from comp.errors import ConfigError  # noqa: E402
-from comp.models import embeddings  # noqa: E402
-from comp.models.base import FoldContext, TaskInfo  # noqa: E402
+from comp import backbones
+from comp.config import build, load_model_config
+from comp.errors import ConfigError
+from comp.models import embeddings
+from comp.models.base import FoldContext, TaskInfo
+from tests.tiny_models import CLASSES, make_backbone, synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -299,6 +299,8 @@ def test_predict_run_with_saved_fold_models_matches_the_run(bert_dir, tmp_path):
     frame = predict_run(ws.root, "tiny", ws.test_csv)
     assert list(frame.columns) == ["id", *run.classes] and frame["id"].tolist() == run.test_ids
     np.testing.assert_allclose(frame[run.classes].to_numpy(), run.test, atol=1e-6)
+    # the fold models' tokenizer copies share one token cache (the backbone's own is the other)
+    assert len(list((ws.cache_dir / "tokens").iterdir())) <= 2
 
     (ws.configs_dir / "nosave.yaml").write_text(f"model: transformer\nbackbone: {bert_dir}\nepochs: 1\n")
     train(ws, ws.configs_dir / "nosave.yaml", n_folds=2)

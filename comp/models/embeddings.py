@@ -202,7 +202,7 @@ class Model:
             c.C,
             c.class_weight,
             c.max_iter,
-            warn=self.context.log,
+            warn=self.context.warn,
             class_names=self.task.classes,
         )
         self.head_.fit(self._scaled(X), np.asarray(Y))
@@ -241,5 +241,5 @@ class Model:
             )
         model = cls(config, task, context)
         model.scaler_, model.head_ = pickle.loads(path.read_bytes())
-        model.head_.warn = context.log
+        model.head_.warn = context.warn
         return model
