@@ -100,6 +100,19 @@ def test_precision_checks():
             backbones.select_device("cuda")
 
 
+def test_bf16_on_a_gpu_without_it_names_the_alternatives(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla T4")
+    gpu = torch.device("cuda")
+    assert backbones.select_precision("auto", gpu) == "fp16"
+    with pytest.raises(
+        ConfigError, match="precision: bf16 but Tesla T4 does not support bf16; use precision: fp16 or auto"
+    ):
+        backbones.select_precision("bf16", gpu)
+
+
 # ---- caches ---------------------------------------------------------------------------------
 def test_text_cache_computes_each_text_once_and_merges_shards(tmp_path, monkeypatch):
     calls = []
