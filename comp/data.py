@@ -274,3 +274,18 @@ def build_competition(
     _check_texts(test_texts, test, id_column, test_path, settings.allow_empty_text)
     Y = label_matrix(train, settings, train_path)
     return Competition(settings, train, test, sample, train_texts, test_texts, Y)
+
+
+def read_texts(path: str | Path, settings) -> tuple[list[str], list[str]]:
+    """``(ids, texts)`` of a test-shaped CSV (the id and text columns of comp.yaml), validated."""
+    path = Path(path)
+    frame = read_csv(path)
+    _require_columns(
+        frame, [settings.id_column, *settings.text_columns], path, "It needs the columns test.csv has."
+    )
+    if frame.empty:
+        raise DataError(f"{path.name} has a header but no rows")
+    _check_ids(frame, settings.id_column, path)
+    texts = _join_texts(frame, settings.text_columns, settings.text_separator)
+    _check_texts(texts, frame, settings.id_column, path, settings.allow_empty_text)
+    return frame[settings.id_column].tolist(), texts

@@ -14,30 +14,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from comp.config import build
-from comp.errors import DataError, RunError
+from comp.errors import RunError
 from comp.models import get_family
 from comp.models.base import FoldContext, TaskInfo
 from comp.workspace import Workspace
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-def read_texts(path: str | Path, settings) -> tuple[list[str], list[str]]:
-    """``(ids, texts)`` of a test-shaped CSV (the id and text columns of comp.yaml), validated."""
-    from comp.data import _check_ids, _check_texts, _join_texts, _require_columns, read_csv
-
-    path = Path(path)
-    frame = read_csv(path)
-    _require_columns(
-        frame, [settings.id_column, *settings.text_columns], path, "It needs the columns test.csv has."
-    )
-    if frame.empty:
-        raise DataError(f"{path.name} has a header but no rows")
-    _check_ids(frame, settings.id_column, path)
-    texts = _join_texts(frame, settings.text_columns, settings.text_separator)
-    _check_texts(texts, frame, settings.id_column, path, settings.allow_empty_text)
-    return frame[settings.id_column].tolist(), texts
 
 
 def saved_model_dir(paths, fold: int) -> Path:
@@ -85,6 +68,8 @@ def predict_run(
             f"run '{run_name}' has no saved model for fold(s) {shown} (runs/{run_name}/fold-<k>/model/); "
             f"retrain it with save_models: true (comp train CONFIG --set save_models=true --force)"
         )
+
+    from comp.data import read_texts
 
     ids, texts = read_texts(test_csv, settings)
     task = TaskInfo(settings.task, classes, settings.metric, settings.min_labels)

@@ -314,3 +314,14 @@ def test_predict_run_with_saved_fold_models_matches_the_run(bert_dir, tmp_path):
 def test_shipped_configs_load(name):
     config = load_model_config(REPO / "configs" / f"{name}.yaml")
     assert isinstance(config, T.Config) and config.backbone
+
+
+def test_report_to_names_a_missing_tracker(tmp_path):
+    from comp.config import build
+    from comp.errors import ConfigError
+    from comp.models import transformer as T
+
+    with pytest.raises(ConfigError, match=r"report_to 'neptune' is not one of tensorboard, wandb, mlflow"):
+        build(T.Config, {"backbone": "x", "report_to": ["neptune"]}, "m.yaml")
+    with pytest.raises(ConfigError, match=r"report_to 'wandb' needs the wandb package: pip install wandb"):
+        build(T.Config, {"backbone": "x", "report_to": ["wandb"]}, "m.yaml")

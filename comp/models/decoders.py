@@ -117,11 +117,12 @@ def load_kwargs(config, precision: str, device) -> dict:
     """Extra ``from_pretrained`` arguments for an adapter: the base's weights in the run's precision
     (bf16 on a GPU: the frozen base needs no fp32 copy; fp32 on CPU, also from a bf16 checkpoint,
     which transformers would otherwise load as bf16), and the quantisation config and device map
-    for a quantised base. Full fine-tuning is left as it is: nothing is added."""
+    for a quantised base. Full fine-tuning keeps fp32 master weights (autocast does the bf16 maths);
+    transformers 5 would otherwise train a bf16 checkpoint in bf16."""
     from comp.backbones import torch_dtype
 
     if config.peft is None:
-        return {}
+        return {"dtype": torch_dtype("fp32")}
     kwargs = {"dtype": torch_dtype(precision)}
     if config.quantization != "none":
         kwargs["quantization_config"] = quantization_config(config.quantization, precision)

@@ -21,13 +21,15 @@ weights kept (adapter + head), and what is saved and loaded (the adapter instead
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import math
+import os
 import re
 import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -52,6 +54,10 @@ from comp.models.base import FoldContext, TaskInfo
 from comp.models.decoders import PeftSettings
 
 SAVED_META = "comp_transformer.json"
+
+
+# report_to name -> the package the Trainer's callback needs
+_TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
 
 @dataclass
@@ -87,6 +93,8 @@ class Config(ModelConfig):
     peft: PeftSettings | None = None  # e.g. {method: lora, r: 16, alpha: 32} or {method: ia3}; null: full
     quantization: Literal["none", "8bit", "4bit"] = "none"  # of the frozen base; needs peft and bitsandbytes
     prompt_template: str | None = None  # e.g. "Tweet: {text}\nEmotions:"; null: the text as it is
+    # experiment trackers through the Trainer, when installed: tensorboard, wandb, mlflow; [] = none
+    report_to: list[str] = field(default_factory=list)
 
     def check(self, where: str) -> None:
         if not self.backbone:
@@ -120,6 +128,13 @@ class Config(ModelConfig):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{where}: {name} must be a positive number of steps or null")
         decoders.check_config(self, where)  # decoder hook: prompt template, quantization needs peft
+        for tracker in self.report_to:
+            module = _TRACKERS.get(tracker)
+            if module is None:
+                raise ConfigError(f"{where}: report_to '{tracker}' is not one of {', '.join(_TRACKERS)}")
+            if importlib.util.find_spec(module) is None:
+                raise ConfigError(f"{where}: report_to '{tracker}' needs the {module} package: pip install "
+                                  f"{module}, or remove it from report_to")
 
 
 # ---- losses ------------------------------------------------------------------------------------
@@ -546,6 +561,9 @@ class Model:
         c = self.config
         evaluation = "no" if not has_valid else ("steps" if c.eval_every else "epoch")
         steps_per_epoch = max(1, math.ceil(n_rows / (c.batch_size * c.grad_accumulation)))
+        if "tensorboard" in c.report_to:
+            # the Trainer's default log folder sits in the checkpoint folder, which is removed after the fold
+            os.environ["TENSORBOARD_LOGGING_DIR"] = str(self.context.fold_dir / "tensorboard")
         return TrainingArguments(
             output_dir=str(checkpoint_dir),
             num_train_epochs=c.epochs,
@@ -573,7 +591,7 @@ class Model:
             dataloader_num_workers=c.num_workers,
             remove_unused_columns=False,
             label_names=["labels"],
-            report_to="none",
+            report_to=list(c.report_to) or "none",
             disable_tqdm=True,
             log_level="error",
             save_only_model=False,
