@@ -47,6 +47,18 @@ class OofScores:
         }
 
 
+def threshold_values(record: dict[str, Any], classes: list[str]) -> np.ndarray:
+    """thresholds.json's values in ``classes`` order, NaN where none was tuned (probability metrics)."""
+    from comp.errors import RunError
+
+    values = record.get("thresholds") or {}
+    missing = [c for c in classes if c not in values]
+    if missing:
+        raise RunError(f"thresholds.json has no threshold for class(es) {', '.join(missing[:5])}; "
+                       "re-fit them with `comp thresholds RUN`")
+    return np.array([np.nan if values[c] is None else float(values[c]) for c in classes])
+
+
 def optimizer_for(metric: str, task: str, min_labels: int, class_offsets: bool = False) -> ThresholdOptimizer:
     return ThresholdOptimizer(metric=metric, task=task, min_labels=min_labels, class_offsets=class_offsets)
 

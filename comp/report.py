@@ -54,14 +54,9 @@ def thresholds_from_json(
     when there is no file or they are NaN (a probability metric has nothing to tune)."""
     if not record:
         return None, None
-    values = record.get("thresholds") or {}
-    missing = [c for c in classes if c not in values]
-    if missing:
-        raise RunError(
-            f"thresholds.json has no value for class(es) {', '.join(missing[:5])}; "
-            "re-fit it with `comp thresholds RUN`"
-        )
-    t = np.array([math.nan if values[c] is None else float(values[c]) for c in classes])
+    from comp.evaluation import threshold_values
+
+    t = threshold_values(record, list(classes))
     min_labels = int(record.get("min_labels") or 0)
     return (None if np.isnan(t).any() else t), min_labels
 

@@ -77,14 +77,9 @@ def threshold_vector(thresholds: dict[str, Any] | None, settings: CompSettings) 
             f"thresholds.json was fitted for a {thresholds.get('task')} task, comp.yaml says {settings.task}; "
             "re-fit them with `comp thresholds RUN`"
         )
-    values = thresholds.get("thresholds") or {}
-    missing = [c for c in names if c not in values]
-    if missing:
-        raise RunError(
-            f"thresholds.json has no threshold for class(es) {', '.join(missing[:_EXAMPLES])}; "
-            "re-fit them with `comp thresholds RUN`"
-        )
-    t = np.array([np.nan if values[c] is None else float(values[c]) for c in names])
+    from comp.evaluation import threshold_values
+
+    t = threshold_values(thresholds, names)
     t[np.isnan(t)] = neutral
     return t, int(thresholds.get("min_labels", settings.min_labels) or 0)
 

@@ -12,8 +12,8 @@ from comp.config import build, load_model_config
 from comp.errors import ConfigError
 from comp.models import decoders
 from comp.models import transformer as T
-from comp.models.base import FoldContext, TaskInfo
-from tests.tiny_models import CLASSES, make_decoder, synthetic
+from comp.models.base import TaskInfo
+from tests.tiny_models import CLASSES, fold_context, make_decoder, synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = {"lr": 3e-3, "batch_size": 8, "eval_batch_size": 16, "epochs": 4, "patience": 0, "max_length": 32}
@@ -46,14 +46,7 @@ def _config(backbone, **kw):
     return build(T.Config, {"model": "transformer", "backbone": str(backbone), **{**FAST, **kw}}, "test")
 
 
-def _context(tmp_path, logs=None, fold=0):
-    return FoldContext(
-        fold=fold,
-        seed=0,
-        cache_dir=tmp_path / ".cache",
-        fold_dir=tmp_path / f"fold-{fold}",
-        log=(logs.append if logs is not None else (lambda m: None)),
-    )
+_context = fold_context
 
 
 def _untrained(config, tmp_path, max_length=32):

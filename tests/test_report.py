@@ -200,7 +200,7 @@ def test_thresholds_from_json():
     assert t.tolist() == [0.3, 0.7] and k == 1
     assert thresholds_from_json({"thresholds": {"a": float("nan"), "b": 0.2}}, ["a", "b"])[0] is None
     assert thresholds_from_json(None, ["a"]) == (None, None)
-    with pytest.raises(RunError, match="thresholds.json has no value for class"):
+    with pytest.raises(RunError, match="thresholds.json has no threshold for class"):
         thresholds_from_json(record, ["a", "c"])
 
 

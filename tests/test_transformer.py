@@ -11,8 +11,8 @@ from comp import backbones
 from comp.config import build, load_model_config
 from comp.errors import ConfigError, RunError
 from comp.models import transformer as T
-from comp.models.base import FoldContext, TaskInfo
-from tests.tiny_models import CLASSES, make_backbone, synthetic
+from comp.models.base import TaskInfo
+from tests.tiny_models import CLASSES, fold_context, make_backbone, synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 # small enough for seconds on 2 CPU cores, enough steps for a 2-layer model to find the cue words
@@ -33,14 +33,7 @@ def _config(backbone, **kw):
     return build(T.Config, {"model": "transformer", "backbone": str(backbone), **{**FAST, **kw}}, "test")
 
 
-def _context(tmp_path, logs=None, fold=0):
-    return FoldContext(
-        fold=fold,
-        seed=0,
-        cache_dir=tmp_path / ".cache",
-        fold_dir=tmp_path / f"fold-{fold}",
-        log=(logs.append if logs is not None else (lambda m: None)),
-    )
+_context = fold_context
 
 
 def _prior_score(Y_train, Y_valid, task):

@@ -203,3 +203,16 @@ def make_decoder(folder: Path, kind: str = "llama", seed: int = 0) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def fold_context(tmp_path, logs=None, fold=0):
+    """A FoldContext in tmp_path; log lines go to ``logs`` (a list) when given."""
+    from comp.models.base import FoldContext
+
+    return FoldContext(
+        fold=fold,
+        seed=0,
+        cache_dir=tmp_path / ".cache",
+        fold_dir=tmp_path / f"fold-{fold}",
+        log=(logs.append if logs is not None else (lambda m: None)),
+    )
