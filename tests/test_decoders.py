@@ -13,7 +13,7 @@ from comp.errors import ConfigError
 from comp.models import decoders
 from comp.models import transformer as T
 from comp.models.base import TaskInfo
-from tests.tiny_models import CLASSES, fold_context, make_decoder, synthetic
+from tests.tiny_models import CLASSES, crash_at_training_step, fold_context, make_decoder, synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = {"lr": 3e-3, "batch_size": 8, "eval_batch_size": 16, "epochs": 4, "patience": 0, "max_length": 32}
@@ -278,22 +278,8 @@ def test_lora_resume_after_a_crash_continues_from_the_adapter_checkpoint(llama_d
     config = _config(llama_dir, peft=LORA, epochs=3, checkpoint_every=4, batch_size=16, eval_every=4)
     reference = T.Model(config, TASK, _context(tmp_path / "ref")).fit(texts[:60], Y[:60], valid=(texts[60:], Y[60:]))
 
-    CompTrainer = T._hf()[0]
-    original = CompTrainer.training_step
-    calls = {"n": 0}
-
-    def crash_at_step_7(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 7:
-            raise KeyboardInterrupt("simulated crash")
-        return original(self, *args, **kwargs)
-
-    CompTrainer.training_step = crash_at_step_7
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            T.Model(config, TASK, _context(tmp_path)).fit(texts[:60], Y[:60], valid=(texts[60:], Y[60:]))
-    finally:
-        CompTrainer.training_step = original
+    with crash_at_training_step(7), pytest.raises(KeyboardInterrupt):
+        T.Model(config, TASK, _context(tmp_path)).fit(texts[:60], Y[:60], valid=(texts[60:], Y[60:]))
     checkpoint = tmp_path / "fold-0" / "checkpoint" / "checkpoint-4"
     assert (checkpoint / "adapter_model.safetensors").is_file()  # the Trainer checkpoints only the adapter
     assert not (checkpoint / "model.safetensors").exists()

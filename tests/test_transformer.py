@@ -12,7 +12,7 @@ from comp.config import build, load_model_config
 from comp.errors import ConfigError, RunError
 from comp.models import transformer as T
 from comp.models.base import TaskInfo
-from tests.tiny_models import CLASSES, fold_context, make_backbone, synthetic
+from tests.tiny_models import CLASSES, crash_at_training_step, fold_context, make_backbone, synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 # small enough for seconds on 2 CPU cores, enough steps for a 2-layer model to find the cue words
@@ -152,22 +152,8 @@ def test_resume_after_a_crash_continues_from_the_checkpoint(bert_dir, tmp_path):
         texts[:60], Y[:60], valid=(texts[60:], Y[60:])
     )
 
-    CompTrainer = T._hf()[0]
-    original = CompTrainer.training_step
-    calls = {"n": 0}
-
-    def crash_at_step_7(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 7:
-            raise KeyboardInterrupt("simulated crash")
-        return original(self, *args, **kwargs)
-
-    CompTrainer.training_step = crash_at_step_7
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            T.Model(config, task, _context(tmp_path)).fit(texts[:60], Y[:60], valid=(texts[60:], Y[60:]))
-    finally:
-        CompTrainer.training_step = original
+    with crash_at_training_step(7), pytest.raises(KeyboardInterrupt):
+        T.Model(config, task, _context(tmp_path)).fit(texts[:60], Y[:60], valid=(texts[60:], Y[60:]))
     assert (tmp_path / "fold-0" / "checkpoint" / "checkpoint-4").is_dir()
     assert (tmp_path / "fold-0" / "checkpoint" / "best" / "model.safetensors").is_file()
 

@@ -7,6 +7,7 @@ built from a config, and both are saved with ``save_pretrained`` to a folder tha
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -216,3 +217,25 @@ def fold_context(tmp_path, logs=None, fold=0):
         fold_dir=tmp_path / f"fold-{fold}",
         log=(logs.append if logs is not None else (lambda m: None)),
     )
+
+
+@contextlib.contextmanager
+def crash_at_training_step(n: int):
+    """Raise KeyboardInterrupt at the n-th training step of the transformer family's Trainer."""
+    from comp.models import transformer as T
+
+    trainer = T._hf()[0]
+    original = trainer.training_step
+    calls = [0]
+
+    def step(self, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == n:
+            raise KeyboardInterrupt("simulated crash")
+        return original(self, *args, **kwargs)
+
+    trainer.training_step = step
+    try:
+        yield
+    finally:
+        trainer.training_step = original

@@ -12,6 +12,21 @@ from collections.abc import Callable
 import numpy as np
 
 
+def ngram_features(word_ngrams: list[int] | None, char_ngrams: list[int] | None, **vectorizer_args):
+    """Word n-grams (words and punctuation as tokens) and char_wb n-grams side by side.
+    ``vectorizer_args`` go to both TfidfVectorizers (min_df, sublinear_tf, binary, ...)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion
+
+    parts = []
+    if word_ngrams:
+        parts.append(("word", TfidfVectorizer(analyzer="word", ngram_range=tuple(word_ngrams),
+                                              token_pattern=r"(?u)\b\w+\b|[^\w\s]", **vectorizer_args)))
+    if char_ngrams:
+        parts.append(("char", TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(char_ngrams), **vectorizer_args)))
+    return FeatureUnion(parts)
+
+
 class LinearHead:
     """Logistic-regression head on a feature matrix X of shape (n_samples, n_features).
 

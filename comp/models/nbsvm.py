@@ -18,6 +18,7 @@ from comp.atomic import write_bytes
 from comp.config import ModelConfig
 from comp.errors import ConfigError
 from comp.models.base import FoldContext, TaskInfo
+from comp.models.common import ngram_features
 
 
 @dataclass
@@ -46,17 +47,10 @@ class Model:
         self.context = context
 
     def _vectorizer(self):
-        from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.pipeline import FeatureUnion
-
         c = self.config
         # binary=True, use_idf=False, norm=None: presence features, as in the NB-SVM paper
-        common = dict(binary=True, use_idf=False, norm=None, min_df=c.min_df, max_features=c.max_features,
-                      strip_accents="unicode", dtype=np.float32)
-        parts = [("word", TfidfVectorizer(ngram_range=tuple(c.word_ngrams), token_pattern=r"(?u)\b\w+\b|[^\w\s]", **common))]
-        if c.char_ngrams:
-            parts.append(("char", TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(c.char_ngrams), **common)))
-        return FeatureUnion(parts)
+        return ngram_features(c.word_ngrams, c.char_ngrams, binary=True, use_idf=False, norm=None, min_df=c.min_df,
+                              max_features=c.max_features, strip_accents="unicode", dtype=np.float32)
 
     def fit(self, texts: Sequence[str], Y: np.ndarray, valid=None) -> Model:
         from sklearn.linear_model import LogisticRegression

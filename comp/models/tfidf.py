@@ -17,7 +17,7 @@ from comp.atomic import write_bytes
 from comp.config import ModelConfig
 from comp.errors import ConfigError
 from comp.models.base import FoldContext, TaskInfo
-from comp.models.common import LinearHead
+from comp.models.common import LinearHead, ngram_features
 
 
 @dataclass
@@ -56,19 +56,10 @@ class Model:
         self.context = context
 
     def _vectorizer(self):
-        from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.pipeline import FeatureUnion
-
         c = self.config
-        common = dict(min_df=c.min_df, max_df=c.max_df, max_features=c.max_features, sublinear_tf=c.sublinear_tf,
-                      lowercase=c.lowercase, strip_accents=c.strip_accents, dtype=np.float32)
-        parts = []
-        if c.word_ngrams:
-            parts.append(("word", TfidfVectorizer(analyzer="word", ngram_range=tuple(c.word_ngrams),
-                                                  token_pattern=r"(?u)\b\w+\b|[^\w\s]", **common)))
-        if c.char_ngrams:
-            parts.append(("char", TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(c.char_ngrams), **common)))
-        return FeatureUnion(parts)
+        return ngram_features(c.word_ngrams, c.char_ngrams, min_df=c.min_df, max_df=c.max_df,
+                              max_features=c.max_features, sublinear_tf=c.sublinear_tf, lowercase=c.lowercase,
+                              strip_accents=c.strip_accents, dtype=np.float32)
 
     def fit(self, texts: Sequence[str], Y: np.ndarray, valid=None) -> Model:
         self.vectorizer_ = self._vectorizer()
