@@ -201,6 +201,7 @@ def train(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value: --set C=2 --set a.b=v.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Run name (default: the config's file stem).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Retrain finished folds and replace the run's config.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for folds another process is training instead of skipping them.")] = False,
 ) -> None:
     """Train out-of-fold on the shared folds: OOF + test probabilities, scores and thresholds."""
     from comp.runs import is_main_process
@@ -209,11 +210,15 @@ def train(
     ws = workspace()
     echo = (lambda m: console.err.print(m, markup=False, style="dim")) if is_main_process() else None
     result = run_training(ws, config, n_folds=n_folds, seed=seed, only_fold=fold, overrides=set_, name=name,
-                          force=force, echo=echo)
+                          force=force, wait=wait, echo=echo)
     if not is_main_process():
         return
+    for note in result.notes:
+        console.warn(note)
     if result.skipped:
         console.echo(f"skipped finished fold(s) {', '.join(map(str, result.skipped))} (--force retrains them)")
+    for k, owner in sorted(result.busy.items()):
+        console.echo(f"skipped fold {k}: another process is training it ({owner}); --wait waits for it")
     if result.scores is None:
         console.echo(f"run {result.run}: folds {', '.join(map(str, result.pending))} still to train; the run's files "
                      "are assembled when every fold is done")

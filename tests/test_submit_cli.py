@@ -16,6 +16,7 @@ from comp import cli, console
 from comp.data import load_competition, read_csv
 from comp.evaluate import score_frames
 from comp.evaluation import evaluate_oof
+from comp.fingerprint import data_fingerprint
 from comp.runs import write_run_outputs, write_run_yaml
 from comp.submission import parse_submission
 from tests.helpers import make_workspace
@@ -68,7 +69,8 @@ def make_run(ws, answers, name="tfidf", noise=0.6, seed=0, test=None):
     folds = np.arange(len(comp.Y)) % 3
     scores = evaluate_oof(oof, comp.Y, folds, settings.task, settings.metric, settings.min_labels)
     paths = ws.run(name)
-    write_run_yaml(paths, {"name": name, "kind": "model", "model": "fake", "folds": {"n_folds": 3, "seed": 42}})
+    write_run_yaml(paths, {"name": name, "kind": "model", "model": "fake", "folds": {"n_folds": 3, "seed": 42},
+                           "data": data_fingerprint(comp, "2024-03-01T12:00:00")})
     write_run_outputs(paths, settings.id_column, settings.output_names, comp.train_ids, folds, oof, comp.test_ids,
                       test, scores.scores_json(), scores.thresholds_json(settings.output_names, settings.task, 0))
     return scores
@@ -218,21 +220,18 @@ def test_unknown_run(ws, run):
     assert code == 1 and "error: no run 'nope'" in err and "comp runs" in err
 
 
-def test_invalid_submission_is_never_written_or_uploaded(server, ws, answers, run):
+def test_invalid_probabilities_are_never_written_or_uploaded(server, ws, answers, run):
     settings = ws.load_settings()
     settings.submission_format = "probabilities"
+    settings.metric = "roc_auc_macro"
     ws.save_settings(settings)
     comp = load_competition(ws)
     test = np.full((len(comp.test_ids), len(settings.output_names)), 0.5)
     test[3, 2] = 1.5  # a probability out of range
     make_run(ws, answers, test=test)
-    code, out, err = run("submit", "tfidf")
-    row_id = comp.test_ids[3]
-    line = read_csv(ws.sample_submission_csv)[settings.id_column].tolist().index(row_id) + 2
+    code, out, err = run("submit", "tfidf", "--force")  # --force: the sample holds 0/1 labels
     assert code == 1
-    assert (f"column 'anger' has values other than probabilities in [0, 1] ('1.5') on 1 line(s): {line} "
-            f"(ids {row_id})") in err
-    assert "nothing was written or uploaded" in err
+    assert f"test.parquet has probabilities outside [0, 1] in column 'anger' (1 row(s): 1.5; ids {comp.test_ids[3]})" in err
     assert not list(ws.submissions_dir.glob("*.csv")) and server.calls == [] and not ws.ledger_path.exists()
 
 

@@ -36,7 +36,7 @@ from comp.backbones import (
 from comp.config import ModelConfig
 from comp.errors import ConfigError, RunError
 from comp.models.base import FoldContext, TaskInfo
-from comp.models.common import LinearHead
+from comp.models.common import LinearHead, check_estimator
 
 
 @dataclass
@@ -61,6 +61,16 @@ class Config(ModelConfig):
             raise ConfigError(f"{where}: batch_size must be positive, got {self.batch_size}")
         if self.C <= 0:
             raise ConfigError(f"{where}: C must be positive, got {self.C}")
+
+
+def preflight(config: Config, task: TaskInfo) -> None:
+    """Before any fold: the backbone can be found, the device and precision exist here, and
+    scikit-learn accepts the head's settings."""
+    resolve_backbone(config.backbone)
+    select_precision(config.precision, select_device(config.device))
+    head = LinearHead(task.task, config.C, config.class_weight, config.max_iter)
+    for estimator in head.estimators():
+        check_estimator(estimator)
 
 
 # ---- the frozen encoder --------------------------------------------------------------------
