@@ -37,10 +37,21 @@ def storage_error(exc: OSError, path: str | Path, action: str = "write") -> Stor
     if code is None:  # pyarrow and pandas raise OSError("[Errno 28] No space left on device ...")
         found = re.search(r"\[Errno (\d+)\]", str(exc))
         code = int(found.group(1)) if found else None
+    if code is None and _no_space_left(Path(path)):  # numpy: "600 requested and 256 written"
+        code = errno.ENOSPC
     reason = _REASONS.get(code) or (exc.strerror or str(exc).split(":")[0] or type(exc).__name__).lower()
     advice = ("free some space and retry" if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
               else "make the folder writable (or work on a writable copy of the workspace) and retry")
     return StorageError(f"cannot {action} {path}: {reason}; {advice} (nothing was half-written)")
+
+
+def _no_space_left(path: Path) -> bool:
+    folder = path if path.is_dir() else path.parent
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize < 64 * 1024  # less than a few pages: what a short write means
 
 
 @contextlib.contextmanager

@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from comp.atomic import storage_errors, write_json
+from comp.atomic import storage_error, storage_errors, write_json
 from comp.errors import RunError
 
 # the run lock is held for seconds at a time (a config check, a claim, an assembly)
@@ -87,13 +87,14 @@ def _acquire(lock, path: Path, timeout: float | None) -> bool:
     from filelock import Timeout
 
     try:
-        with storage_errors(path, "create the lock"):
-            if timeout == 0:
-                lock.acquire(blocking=False)
-            else:
-                lock.acquire(timeout=-1 if timeout is None else timeout)
-    except Timeout:
+        if timeout == 0:
+            lock.acquire(blocking=False)
+        else:
+            lock.acquire(timeout=-1 if timeout is None else timeout)
+    except Timeout:  # a TimeoutError, hence an OSError: caught first
         return False
+    except OSError as exc:  # a read-only or full run folder
+        raise storage_error(exc, path, "create the lock") from None
     return True
 
 
@@ -175,3 +176,41 @@ def busy_folds(run_dir: Path, folds: range | list[int], mine: set[int] | frozens
         if owner is not None:
             out[k] = owner
     return out
+
+
+# ---- submissions ----------------------------------------------------------------------------------
+# submissions/.lock/<file>.lock is held by `comp submit` from the ledger row's "uploading" until the
+# row records Kaggle's answer; a row "uploading" whose lock is free was interrupted (comp.ledger.reconcile).
+
+
+def upload_lock_path(submissions_dir: Path, file_name: str) -> Path:
+    return Path(submissions_dir) / ".lock" / f"{file_name}.lock"
+
+
+class UploadLock:
+    def __init__(self, submissions_dir: Path, file_name: str):
+        self.path = upload_lock_path(submissions_dir, file_name)
+        self._lock = _file_lock(self.path)
+
+    def acquire(self) -> None:
+        _acquire(self._lock, self.path, None)
+
+    def release(self) -> None:
+        if self._lock.is_locked:
+            self._lock.release()
+
+
+def upload_lock(submissions_dir: Path, file_name: str) -> UploadLock:
+    return UploadLock(submissions_dir, file_name)
+
+
+def upload_in_progress(submissions_dir: Path, file_name: str) -> bool:
+    """Whether a `comp submit` process is uploading ``file_name`` right now."""
+    path = upload_lock_path(submissions_dir, file_name)
+    if not path.exists():
+        return False
+    lock = _file_lock(path)
+    if _acquire(lock, path, 0):
+        lock.release()
+        return False
+    return True

@@ -233,7 +233,7 @@ def train(ws: Workspace, config_path: Path, *, n_folds: int | None = None, seed:
         "kind": "model",
         "model": config.model,
         "config": config_dict,
-        "config_file": str(config_path),
+        "config_file": ws.relative(Path(config_path)),
         "folds": fold_record,
         "competition": {"slug": settings.competition, "task": settings.task, "metric": settings.metric,
                         "classes": settings.output_names},

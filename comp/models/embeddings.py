@@ -66,8 +66,8 @@ class Config(ModelConfig):
 def preflight(config: Config, task: TaskInfo) -> None:
     """Before any fold: the backbone can be found, the device and precision exist here, and
     scikit-learn accepts the head's settings."""
-    resolve_backbone(config.backbone)
     select_precision(config.precision, select_device(config.device))
+    resolve_backbone(config.backbone)
     head = LinearHead(task.task, config.C, config.class_weight, config.max_iter)
     for estimator in head.estimators():
         check_estimator(estimator)
