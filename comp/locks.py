@@ -23,6 +23,13 @@ runs/<run>/fold-<k>/done.json    the fold's facts (seconds, rows, finished, host
 4. Whoever finds every done.json present takes the run lock and assembles oof.parquet, test.parquet,
    scores.json and thresholds.json from all folds, whichever machine trained them.
 
+For an executor (local workers, a Slurm array): start `comp train CONFIG --fold k` (or
+``comp.train.train(ws, config, only_fold=k)``) for any fold, any number of times, on any machine that
+mounts the workspace. A duplicate skips the fold and says who trains it; a worker that dies frees
+its fold for the next one; the run is complete when `runs/<run>/oof.parquet` appears. `busy_folds`
+tells which folds are being trained now, and by whom. run.yaml's ``digest`` ties every done.json to
+the config, fold file and data of the run: a fold finished under another digest counts as not done.
+
 The locks are `filelock.FileLock`s, i.e. `flock(2)` (which Linux maps to NFS byte-range locks on an
 NFS mount), released by the kernel when the holder dies: kill -9 never leaves a stale lock behind. On a file system without working locks (some FUSE mounts), use one worker per run.
 The `.json` owner files are for messages only: they are read while the lock is held by someone.

@@ -1,12 +1,16 @@
 """Reading and writing a run's files (the same for trained models and ensembles).
 
 ```
-runs/<run>/run.yaml          resolved config, fold file + hash, versions, git sha, timings
+runs/<run>/run.yaml          resolved config, fold file + hash, data fingerprint (comp.fingerprint),
+                             digest (config + folds + data), versions, git sha, timings
 runs/<run>/oof.parquet       id, fold, one probability column per class (class order of comp.yaml)
 runs/<run>/test.parquet      id, one probability column per class
 runs/<run>/scores.json       metric at 0.5, tuned, honest; per fold
 runs/<run>/thresholds.json   per-class thresholds fitted on the OOF
 ```
+
+:func:`load_run` is the one door every reader takes: it refuses a run whose data changed since it
+was trained (:func:`check_data`) or whose files are damaged, naming the file and what rebuilds it.
 """
 
 from __future__ import annotations

@@ -32,3 +32,14 @@ def test_linear_head_warnings_from_worker_processes_reach_the_caller(recwarn):
     Y = (rng.random((60, 3)) < 0.5).astype(np.uint8)
     LinearHead("multilabel", max_iter=1, n_jobs=2).fit(X, Y)
     assert any("ConvergenceWarning" in type(w.message).__name__ or "converge" in str(w.message) for w in recwarn)
+
+
+def test_nbsvm_is_reproducible(tmp_path):
+    from comp.models import nbsvm
+
+    texts, Y = synthetic(200, seed=4)
+    task = TaskInfo("multilabel", CLASSES)
+    context = FoldContext(fold=0, seed=1, cache_dir=tmp_path, fold_dir=tmp_path)
+    first, second = (nbsvm.Model(nbsvm.Config(), task, context).fit(texts[:150], Y[:150]).predict_proba(texts[150:])
+                     for _ in range(2))
+    assert first.tobytes() == second.tobytes()

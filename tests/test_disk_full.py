@@ -189,3 +189,34 @@ def test_an_enospc_from_a_writer_names_the_file_and_keeps_the_old_one(tmp_path, 
         write_parquet(target, pd.DataFrame({"a": [2.0]}))
     assert target.read_bytes() == before
     assert [p.name for p in target.parent.iterdir()] == ["oof.parquet"]
+
+
+# ---- read-only folders (a bind mount made read-only: root cannot write there either) ---------------
+
+
+@pytest.mark.parametrize(("folder", "command", "message"), [
+    ("runs", ["train", "{configs}/tfidf.yaml", "--folds", "3", "--name", "other"],
+     r"^error: cannot create the lock .*runs/other/.lock/run.lock: the file system is read-only; make the folder "
+     r"writable \(or work on a writable copy of the workspace\) and retry"),
+    ("submissions", ["submit", "tfidf", "--dry-run"],
+     r"^error: cannot write .*submissions/.*: the file system is read-only; make the folder writable"),
+], ids=["runs", "submissions"])
+def test_a_read_only_folder_is_one_line(tmpfs, tmp_path, folder, command, message):
+    import re
+
+    ws = make_workspace(tmp_path, train_rows=120, test_rows=40)
+    train(ws, ws.configs_dir / "tfidf.yaml", n_folds=3)
+    if folder == "submissions":  # a ledger exists already: opening it for writing is what fails
+        Ledger(ws.ledger_path).close()
+    out = tmp_path / "out"
+    out.mkdir()
+    args = " ".join(f"'{a.format(configs=ws.configs_dir)}'" for a in command)
+    target = ws.root / folder
+    _in_namespace(f"""
+        mount --bind '{target}' '{target}' && mount -o remount,ro,bind '{target}'
+        '{sys.executable}' -m comp --workspace '{ws.root}' {args} > '{out}/out' 2> '{out}/err'
+        echo $? > '{out}/rc'
+    """, tmp_path)
+    assert (out / "rc").read_text().strip() == "1"
+    err = _one_line_error((out / "err").read_text().strip().splitlines()[-1])
+    assert re.search(message, err), err
