@@ -12,7 +12,7 @@ from types import ModuleType
 
 from comp.errors import ConfigError
 
-_NOT_FAMILIES = {"base", "common"}
+_NOT_FAMILIES = {"base", "common", "hf"}  # hf: the transformer machinery, not a family
 
 
 def available_families() -> list[str]:
