@@ -169,16 +169,39 @@ class Model:
 
         return DataCollatorWithPadding(self.tokenizer_, pad_to_multiple_of=8 if self.device_.type == "cuda" else None)
 
+    def _build(self, total_steps: int):
+        """The untrained classifier with the strategy's adapter and the tricks' changes (freezing, ...)."""
+        from transformers import set_seed
+
+        from comp.models.hf import classifier, tricks
+
+        c, ctx = self.config, self.context
+        set_seed(ctx.seed + c.seed)  # the new head's (and adapter's) initial weights
+        model = classifier.build(c, self.task, self.resolved_, self.tokenizer_, self.strategy_, self.precision_,
+                                 self.device_, ctx.log, run={"total_step": total_steps})
+        self.tricks_ = tricks.build(c)
+        for trick in self.tricks_:
+            if hasattr(trick, "prepare"):
+                trick.prepare(model, ctx.log)
+        return model
+
+    def build(self, max_length: int) -> Model:
+        """The model exactly as ``fit`` starts from, untrained, ready to predict texts cut to
+        ``max_length`` tokens (to inspect what trains, or what an adapter does before training)."""
+        self._setup()
+        self.max_length_ = int(max_length)
+        self.model_ = self._build(total_steps=1)
+        return self
+
     # -- training
     def fit(self, texts: Sequence[str], Y: np.ndarray, valid=None) -> Model:
         """texts: n_samples strings; Y: (n_samples, n_outputs) indicators; valid: (texts, Y) of the
         fold's validation rows, used for model selection and early stopping."""
         import torch
-        from transformers import set_seed
         from transformers.trainer_utils import get_last_checkpoint
 
         from comp.metrics import get_metric
-        from comp.models.hf import arguments, callbacks, classifier, losses, tricks
+        from comp.models.hf import arguments, callbacks, losses
         from comp.models.hf.tokens import rows
         from comp.models.hf.trainer import CompTrainer, param_groups
 
@@ -190,14 +213,7 @@ class Model:
         valid_rows = rows(self._ids(valid[0], "valid"), valid[1]) if valid is not None and len(valid[0]) else None
 
         steps = int(np.ceil(len(train_rows) / (c.batch_size * c.grad_accumulation)) * np.ceil(c.epochs))
-        seed = ctx.seed + c.seed
-        set_seed(seed)  # the new head's initial weights
-        model = classifier.build(c, self.task, self.resolved_, self.tokenizer_, self.strategy_, self.precision_,
-                                 self.device_, ctx.log, run={"total_step": steps})
-        self.tricks_ = tricks.build(c)
-        for trick in self.tricks_:
-            if hasattr(trick, "prepare"):
-                trick.prepare(model, ctx.log)
+        model = self._build(steps)
         weights = losses.class_weight_values(Y, self.task.task, c.class_weights, c.max_pos_weight)
         if weights is not None:
             shown = ", ".join(f"{n} {w:.2f}" for n, w in zip(self.task.classes, weights, strict=True))
@@ -220,7 +236,7 @@ class Model:
         args = arguments.training_arguments(
             c, self.strategy_, output_dir=checkpoint_dir, log_dir=Path(ctx.fold_dir) / "tensorboard",
             has_valid=valid_rows is not None, n_rows=len(train_rows), precision=self.precision_,
-            device=self.device_, seed=seed, greater_is_better=greater)
+            device=self.device_, seed=ctx.seed + c.seed, greater_is_better=greater)
         trainer = CompTrainer(
             model=model, args=args, train_dataset=train_rows, eval_dataset=valid_rows,
             data_collator=self._collator(), compute_metrics=compute_metrics if valid_rows is not None else None,
@@ -238,7 +254,7 @@ class Model:
         if valid_rows is not None and state.best_model_checkpoint:
             ctx.log(f"fold {ctx.fold}: restored the best weights (step {state.best_global_step}, "
                     f"{self.task.metric} {state.best_metric:.4f})")
-        self.history_ = evals.history
+        self.history_ = callbacks.history(state.log_history, greater)
         self.best_score_ = state.best_metric if valid_rows is not None else None
         self.model_ = trainer.accelerator.unwrap_model(trainer.model)
         del trainer  # frees the optimizer state before predicting

@@ -30,8 +30,24 @@ class MinEpochsEarlyStopping(EarlyStoppingCallback):
         return saved
 
 
+def history(log_history: list[dict], greater_is_better: bool) -> list[dict]:
+    """One dict per evaluation (epoch, step, score, the last training loss, whether it was a new best)
+    from the Trainer's ``state.log_history``, which a resumed fit carries over from its checkpoint."""
+    out, loss, best = [], None, None
+    for entry in log_history:
+        if "loss" in entry:
+            loss = float(entry["loss"])
+        if "eval_score" in entry:
+            value = float(entry["eval_score"])
+            improved = best is None or (value > best if greater_is_better else value < best)
+            best = value if improved else best
+            out.append({"epoch": round(float(entry.get("epoch") or 0), 4), "step": int(entry["step"]),
+                        "score": value, "loss": loss, "best": improved})
+    return out
+
+
 class EvalLog(TrainerCallback):
-    """One log line per evaluation (loss, validation metric, best so far) and the history of them."""
+    """One log line per evaluation (loss, validation metric, whether it is the best so far)."""
 
     def __init__(self, log: Callable[[str], None], fold: int, metric: str, greater_is_better: bool):
         self.log, self.fold, self.metric = log, fold, metric
