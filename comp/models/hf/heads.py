@@ -60,7 +60,9 @@ class PooledClassifier(torch.nn.Module):
         if pooling == "attention":
             self.head["attention_pool"] = AttentionPool(width)
         self.head["head_dropout"] = torch.nn.Dropout(dropout)
-        self.head["head_out"] = torch.nn.Linear(width * (4 if pooling == "concat4" else 1), n_outputs)
+        # concat4: the last 4 hidden states (fewer for a backbone with fewer layers, counting the embeddings)
+        self.n_concat = min(4, int(getattr(self.config.get_text_config(), "num_hidden_layers", 3)) + 1)
+        self.head["head_out"] = torch.nn.Linear(width * (self.n_concat if pooling == "concat4" else 1), n_outputs)
 
     def activation_checkpointing_enable(self, **kwargs):
         self.backbone.gradient_checkpointing_enable(**kwargs)
@@ -71,7 +73,7 @@ class PooledClassifier(torch.nn.Module):
     def pool(self, outputs, mask):
         """The pooled vector (batch, width) from the backbone's outputs and the attention mask."""
         if self.pooling == "concat4":
-            return torch.cat([h[:, 0] for h in outputs.hidden_states[-4:]], dim=-1)
+            return torch.cat([h[:, 0] for h in outputs.hidden_states[-self.n_concat :]], dim=-1)
         hidden = outputs.last_hidden_state
         if self.pooling == "cls":
             return hidden[:, 0]
