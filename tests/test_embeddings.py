@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from comp.models.hf import cache, device, hub, tokens
 from comp.config import build, load_model_config
 from comp.errors import ConfigError
 from comp.models import embeddings
 from comp.models.base import FoldContext, TaskInfo
+from comp.models.hf import cache, device, hub, tokens
 from tests.tiny_models import CLASSES, make_backbone, synthetic
 
 REPO = Path(__file__).resolve().parents[1]

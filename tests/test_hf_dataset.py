@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 
-from comp import hf_dataset
 from comp.errors import DataError
 from comp.hf_dataset import export_hf_dataset, parse_spec
 from comp.models.hf import hub

@@ -127,10 +127,12 @@ def preflight(c, task: TaskInfo) -> None:
     devices.select_precision(c.precision, device)
     devices.check_quantization(c.quantization, device)
     if c.peft is not None:
+        method = str(c.peft.get("method", "lora")).lower()
         peft_methods.check_settings(c.peft, "peft")
-        if c.pooling != "auto" and peft_methods.is_prompt_learning(c.peft.get("method", "lora")):
-            raise ConfigError(f"peft {c.peft.get('method')} prepends virtual tokens through the architecture's own "
-                              "head; set pooling: auto")
+        if c.pooling != "auto" and peft_methods.is_prompt_learning(method):
+            raise ConfigError(f"peft {method} prepends virtual tokens through the architecture's own head; set pooling: auto")
+        if method == "prefix_tuning":
+            peft_methods.check_prefix_tuning(model_config, c.backbone)
     for tracker in c.report_to:
         if importlib.util.find_spec(TRACKERS[tracker]) is None:
             raise ConfigError(f"report_to '{tracker}' needs the {TRACKERS[tracker]} package: pip install "

@@ -39,6 +39,16 @@ class AttentionPool(torch.nn.Module):
         return (weights.unsqueeze(-1) * hidden).sum(1)
 
 
+class PooledHead(torch.nn.Module):
+    """The trained part on top of the backbone: optional attention pooling, dropout, linear layer."""
+
+    def __init__(self, width: int, in_features: int, n_outputs: int, dropout: float, attention: bool):
+        super().__init__()
+        self.attention_pool = AttentionPool(width) if attention else None
+        self.head_dropout = torch.nn.Dropout(dropout)
+        self.head_out = torch.nn.Linear(in_features, n_outputs)
+
+
 class PooledClassifier(torch.nn.Module):
     """``forward(input_ids, attention_mask) -> .logits`` of shape (batch, n_outputs).
 
@@ -55,17 +65,15 @@ class PooledClassifier(torch.nn.Module):
             backbone.pooler = None  # BERT's own pooler is unused here (and unused weights upset DDP)
         self.config = backbone.config
         self.pooling, self.samples = pooling, samples
-        width = self.config.get_text_config().hidden_size
-        self.head = torch.nn.ModuleDict()
-        if pooling == "attention":
-            self.head["attention_pool"] = AttentionPool(width)
-        self.head["head_dropout"] = torch.nn.Dropout(dropout)
+        text = self.config.get_text_config()
+        width = text.hidden_size
         # concat4: the last 4 hidden states (fewer for a backbone with fewer layers, counting the embeddings)
-        self.n_concat = min(4, int(getattr(self.config.get_text_config(), "num_hidden_layers", 3)) + 1)
-        self.head["head_out"] = torch.nn.Linear(width * (self.n_concat if pooling == "concat4" else 1), n_outputs)
+        self.n_concat = min(4, int(getattr(text, "num_hidden_layers", 3)) + 1)
+        self.head = PooledHead(width, width * (self.n_concat if pooling == "concat4" else 1), n_outputs, dropout,
+                               attention=pooling == "attention")
 
     def activation_checkpointing_enable(self, **kwargs):
-        self.backbone.gradient_checkpointing_enable(**kwargs)
+        self.backbone.activation_checkpointing_enable(**kwargs)
 
     def get_input_embeddings(self):
         return self.backbone.get_input_embeddings()
@@ -83,7 +91,7 @@ class PooledClassifier(torch.nn.Module):
         if self.pooling == "mean":
             m = mask.unsqueeze(-1).to(hidden.dtype)
             return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
-        return self.head["attention_pool"](hidden, mask)
+        return self.head.attention_pool(hidden, mask)
 
     def forward(self, input_ids=None, attention_mask=None, **kwargs):
         from transformers.modeling_outputs import SequenceClassifierOutput
@@ -93,7 +101,7 @@ class PooledClassifier(torch.nn.Module):
             input_ids=input_ids, attention_mask=mask, output_hidden_states=self.pooling == "concat4", **kwargs
         )
         pooled = self.pool(outputs, mask)
-        out, drop = self.head["head_out"], self.head["head_dropout"]
+        out, drop = self.head.head_out, self.head.head_dropout
         if self.training and self.samples > 1:
             logits = torch.stack([out(drop(pooled)) for _ in range(self.samples)]).mean(0)
         else:

@@ -14,6 +14,7 @@ it in :func:`register_comp_methods`; nothing else changes.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from comp.errors import ConfigError
 
@@ -114,6 +115,28 @@ def peft_config(settings: dict, task_type: str | None, *, modules_to_save: list[
         raise ConfigError(f"{where}: peft {method} rejects these settings: {text}") from None
 
 
+_POSITIVE = re.compile(r"^(r|\w+_r|alpha|lora_alpha|num_virtual_tokens|\w+_block_size|reduction_factor)$")
+
+
 def check_settings(settings: dict, where: str = "peft") -> None:
-    """Build the config once with stand-in run values: every key and value peft would reject fails here."""
+    """Build the config once with stand-in run values: every key and value peft would reject fails here,
+    and ranks, alphas and sizes that peft only refuses once the adapter is built."""
+    method, kwargs = peft_keys(settings, where)
+    for key, value in kwargs.items():
+        if _POSITIVE.match(key) and isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+            raise ConfigError(f"{where}: {key} must be positive for peft method {method}, got {value}")
     peft_config(settings, "SEQ_CLS", run={"total_step": 1000}, where=where)
+
+
+def check_prefix_tuning(model_config, backbone: str) -> None:
+    """Prefix tuning feeds its prefix as ``past_key_values``: peft needs the classifier, or the transformer
+    inside it, to take them (the classes are inspected: no model is built)."""
+    import inspect
+
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    classes = [auto._model_mapping[type(model_config)] for auto in (AutoModelForSequenceClassification, AutoModel)
+               if type(model_config) in auto._model_mapping]
+    if not any("past_key_values" in inspect.signature(cls.forward).parameters for cls in classes):
+        raise ConfigError(f"peft prefix_tuning feeds past_key_values, which {model_config.model_type} models "
+                          f"('{backbone}') do not take in this transformers; use prompt_tuning or p_tuning")

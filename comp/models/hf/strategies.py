@@ -74,6 +74,8 @@ class Adapter:
         import torch
         from peft import get_peft_model
 
+        if self.method == "prefix_tuning":
+            peft_methods.check_prefix_tuning(model.config, base_path)
         if self.quantization != "none":
             model = freeze_quantized(model)
         settings = dict(self.settings)
