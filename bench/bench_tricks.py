@@ -62,6 +62,9 @@ DEFAULT_ORDER = ["baseline", "baseline-seed1", "awp", "fgm", "ema", "msd", "pool
 
 
 def git_commit() -> str:
+    """The commit of the code that runs: a frozen copy named by COMP_BENCH_CODE (see bench/README), or HEAD."""
+    if os.environ.get("COMP_BENCH_CODE"):
+        return os.environ["COMP_BENCH_CODE"]
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     return out.stdout.strip()
 
