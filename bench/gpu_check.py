@@ -28,7 +28,6 @@ import sys
 import tempfile
 import time
 import types
-from pathlib import Path
 
 from common import ROOT, write_section
 

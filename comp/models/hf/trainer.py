@@ -117,7 +117,9 @@ class CompTrainer(Trainer):
 
     # ---- inference
     def _get_eval_sampler(self, eval_dataset):
-        # rows are pre-sorted by length: keep that order (little padding; predictions map back by index)
+        # rows are pre-sorted by length: keep that order (little padding; predictions map back by index).
+        # The Trainer's own sampler groups evaluation rows by length whenever training does (transformers
+        # 5.x), and predict() then returns them in that shuffled order.
         if self.args.world_size <= 1:
             return torch.utils.data.SequentialSampler(eval_dataset)
         return None
