@@ -100,9 +100,13 @@ def test_bottleneck_starts_as_the_identity_and_houlsby_adds_attention_adapters(b
     np.testing.assert_allclose(pfeiffer.predict_proba(texts), base, atol=1e-7)  # zero up-projection
 
 
-@pytest.mark.parametrize("peft, pooling", [({"method": "bottleneck"}, "auto"), ({"method": "loha", "r": 4}, "auto"),
-                                           ({"method": "lora", "r": 4}, "mean")])
-def test_comp_predict_reloads_the_adapters_a_run_saved(peft, pooling, bert_dir, tmp_path):
+@pytest.mark.parametrize("extra", [
+    {"peft": {"method": "bottleneck"}},
+    {"peft": {"method": "loha", "r": 4}},
+    {"peft": {"method": "lora", "r": 4}, "pooling": "mean"},  # a pooled head saved with the adapter
+    {"pooling": "attention", "multi_sample_dropout": 4, "ema": {"decay": 0.9}},  # full model + comp_head.safetensors
+], ids=["bottleneck", "loha", "lora-pooled", "full-pooled-ema"])
+def test_comp_predict_reloads_what_a_run_saved(extra, bert_dir, tmp_path):
     from comp.predict import predict_run
     from comp.runs import load_run
     from comp.train import train
@@ -111,10 +115,11 @@ def test_comp_predict_reloads_the_adapters_a_run_saved(peft, pooling, bert_dir, 
     ws = make_workspace(tmp_path, "multiclass", train_rows=60, test_rows=20)
     (ws.configs_dir / "tiny.yaml").write_text(json.dumps({
         "model": "transformer", "backbone": str(bert_dir), "epochs": 1, "batch_size": 16, "lr": 3e-3,
-        "pooling": pooling, "peft": peft, "save_models": True}))
+        "save_models": True, **extra}))
     train(ws, ws.configs_dir / "tiny.yaml", n_folds=2)
     run = load_run(ws, "tiny")
-    assert (ws.run("tiny").fold_adapter_dir(0) / "adapter_config.json").is_file()
+    saved = ws.run("tiny").fold_adapter_dir(0) if "peft" in extra else ws.run("tiny").fold_model_dir(0)
+    assert (saved / ("adapter_config.json" if "peft" in extra else "comp_head.safetensors")).is_file()
     frame = predict_run(ws.root, "tiny", ws.test_csv)
     np.testing.assert_allclose(frame[run.classes].to_numpy(), run.test, atol=1e-6)
 
