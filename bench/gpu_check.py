@@ -225,8 +225,9 @@ def section_adapters(args) -> list[str]:
 
 
 def section_fsdp(args) -> list[str]:
-    return ["### FSDP", "", "Skipped: FSDP shards over processes; on one GPU it measures nothing. The mapping",
-            "(`distributed: fsdp`, FSDP-QLoRA with 4-bit weights stored in bf16) is tested on CPU."]
+    return ["### FSDP", "", "Skipped: FSDP shards over processes; on one GPU it measures nothing. Its mapping onto the",
+            "Trainer's settings (`distributed: fsdp`, FSDP-QLoRA with 4-bit weights stored in bf16) is unit-tested;",
+            "accelerate runs FSDP on GPUs only, so it has not run in a session without them."]
 
 
 SECTIONS = {"encoder": section_encoder, "adapters": section_adapters, "fsdp": section_fsdp}

@@ -148,8 +148,12 @@ def test_preflight_checks_this_machines_device_precision_and_packages(bert_dir, 
     monkeypatch.setitem(sys.modules, "bitsandbytes", types.SimpleNamespace(supported_torch_devices={"cuda"}))
     with pytest.raises(ConfigError, match="quantization: 4bit needs bitsandbytes' quantised layers on cpu"):
         T.preflight(_config(bert_dir, peft={"method": "lora"}, quantization="4bit"), TASK)
+    with pytest.raises(ConfigError, match="distributed: fsdp needs CUDA GPUs .* use distributed: ddp on CPU"):
+        T.preflight(_config(bert_dir, distributed="fsdp"), TASK)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     with pytest.raises(ConfigError, match="distributed: deepspeed needs the deepspeed package: pip install deepspeed"):
-        T.preflight(_config(bert_dir, distributed="deepspeed"), TASK)
+        T.preflight(_config(bert_dir, distributed="deepspeed", device="cuda", precision="fp32"), TASK)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match=r"max_length 4096 exceeds what backbone .* accepts \(128 tokens\)"):
         T.preflight(_config(bert_dir, max_length=4096), TASK)
     with pytest.raises(ConfigError, match="tail_tokens 40 leaves no room for the head of a text within max_length 32"):

@@ -137,6 +137,7 @@ class Model:
         self.device_ = devices.select_device(c.device)
         self.precision_ = devices.select_precision(c.precision, self.device_)
         devices.check_quantization(c.quantization, self.device_)
+        checks.check_distributed(c, self.device_)
         self.strategy_ = strategies.choose(c)
         self.tokenizer_ = hub.load_tokenizer(c.backbone, self.resolved_, padding_side="right")
         self.tokens_ = TokenIds(self.tokenizer_, self.resolved_, self.context.cache_dir,

@@ -126,6 +126,7 @@ def preflight(c, task: TaskInfo) -> None:
     device = devices.select_device(c.device)
     devices.select_precision(c.precision, device)
     devices.check_quantization(c.quantization, device)
+    check_distributed(c, device)
     if c.peft is not None:
         method = str(c.peft.get("method", "lora")).lower()
         peft_methods.check_settings(c.peft, "peft")
@@ -140,6 +141,13 @@ def preflight(c, task: TaskInfo) -> None:
     if c.distributed == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
         raise ConfigError("distributed: deepspeed needs the deepspeed package: pip install deepspeed, or use "
                           "distributed: ddp or fsdp")
+
+
+def check_distributed(c, device) -> None:
+    """FSDP and DeepSpeed run on accelerators only (accelerate has no CPU backend for them)."""
+    if c.distributed in ("fsdp", "deepspeed") and getattr(device, "type", str(device)) != "cuda":
+        raise ConfigError(f"distributed: {c.distributed} needs CUDA GPUs (accelerate runs it on accelerators only); "
+                          "use distributed: ddp on CPU")
 
 
 def auto_max_length(lengths: np.ndarray, percentile: float, cap: int) -> int:
