@@ -234,6 +234,9 @@ class Model:
             return {"score": checks.validation_score(P, np.asarray(prediction.label_ids), self.task)[0]}
 
         checkpoint_dir = Path(ctx.fold_dir) / "checkpoint"
+        resume = get_last_checkpoint(str(checkpoint_dir)) if c.checkpoint_every and checkpoint_dir.is_dir() else None
+        if not resume and ctx.is_main_process:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)  # a crashed fit's best-model snapshots: not this fit's
         args = arguments.training_arguments(
             c, self.strategy_, output_dir=checkpoint_dir, log_dir=Path(ctx.fold_dir) / "tensorboard",
             has_valid=valid_rows is not None, n_rows=len(train_rows), precision=self.precision_,
@@ -246,7 +249,6 @@ class Model:
                              c.gamma),
             groups=lambda m, no_decay: param_groups(m, c.lr, c.weight_decay, c.layer_lr_decay, no_decay),
         )
-        resume = get_last_checkpoint(str(checkpoint_dir)) if c.checkpoint_every and checkpoint_dir.is_dir() else None
         if resume:
             ctx.log(f"fold {ctx.fold}: resuming from {Path(resume).name} (step {int(resume.rsplit('-', 1)[1])})")
         with _quiet_progress():
