@@ -126,7 +126,7 @@ def test_text_cache_computes_each_text_once_and_merges_shards(tmp_path, monkeypa
     assert n == 2 and calls == [["ab", "abc"]]
     assert [r.tolist() for r in rows] == [[0, 1], [0, 1, 2], [0, 1]]
     # a fresh process (empty memo) reads the shard instead of computing
-    cache.TextCache._memo.clear()
+    cache.TextCache.forget()
     rows, n = cache.TextCache(tmp_path / "c").get(["abc", "x"], compute)
     assert n == 1 and calls[-1] == ["x"] and rows[0].tolist() == [0, 1, 2]
     monkeypatch.setattr(cache.TextCache, "MAX_SHARDS", 2)
@@ -134,7 +134,7 @@ def test_text_cache_computes_each_text_once_and_merges_shards(tmp_path, monkeypa
     # the read before "z" finds 3 shards and merges them; "z" then adds its own
     cache.TextCache(tmp_path / "c").get(["z"], compute)
     assert len(list((tmp_path / "c").glob("shard-*.npz"))) == 2
-    cache.TextCache._memo.clear()
+    cache.TextCache.forget()
     rows, n = cache.TextCache(tmp_path / "c").get(["ab", "abc", "x", "y", "z"], compute)
     assert n == 0 and [len(r) for r in rows] == [2, 3, 1, 1, 1]
 
@@ -164,7 +164,7 @@ def test_fit_predict_beats_the_prior_and_caches_vectors(bert_dir, tmp_path):
 
     # another fold, in a new process, finds every vector in the workspace cache: no encoder is run
     embeddings._ENCODERS.clear()
-    cache.TextCache._memo.clear()
+    cache.TextCache.forget()
 
     def no_encoding(self, texts):
         raise AssertionError(f"{len(texts)} texts re-encoded")

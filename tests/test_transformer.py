@@ -190,7 +190,7 @@ def test_tokenised_once_for_all_folds(bert_dir, tmp_path):
     T.Model(config, task, _context(tmp_path)).fit(texts[:30], Y[:30], valid=(texts[30:], Y[30:]))
     shards = sorted((tmp_path / ".cache" / "tokens").rglob("shard-*.npz"))
     assert shards  # the token ids of all 40 texts are cached
-    cache.TextCache._memo.clear()  # as if a new process ran the next fold
+    cache.TextCache.forget()  # as if a new process ran the next fold
     model = T.Model(config, task, _context(tmp_path, fold=1)).fit(texts[10:], Y[10:], valid=(texts[:10], Y[:10]))
     assert model.predict_proba(texts[:10]).shape == (10, 4)
     # a shard is written only for texts that had to be tokenised: none were

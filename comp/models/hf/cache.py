@@ -33,6 +33,12 @@ class TextCache:
     _memo: dict[str, dict] = {}
     _lock = threading.Lock()
 
+    @classmethod
+    def forget(cls) -> None:
+        """Drop the shards this process holds in memory: the next read starts from disk, as a new process would."""
+        with cls._lock:
+            cls._memo.clear()
+
     def __init__(self, folder: Path, writable: bool = True):
         self.folder = Path(folder)
         self.writable = writable

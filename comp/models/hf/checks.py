@@ -111,9 +111,9 @@ def preflight(c, task: TaskInfo) -> None:
     resolved = hub.resolve_backbone(c.backbone)
     model_config = hub.backbone_config(c.backbone, resolved)
     if c.pooling == "auto":
-        from transformers import AutoModelForSequenceClassification
+        from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
 
-        if type(model_config) not in AutoModelForSequenceClassification._model_mapping:
+        if type(model_config) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
             raise ConfigError(f"backbone '{c.backbone}' ({model_config.model_type}) has no sequence-classification "
                               "head in transformers; set pooling: cls, mean or last for comp's own head")
     tokens = TokenIds(hub.load_tokenizer(c.backbone, resolved), resolved, None, template=PromptTemplate(c.prompt_template),

@@ -133,10 +133,13 @@ def check_prefix_tuning(model_config, backbone: str) -> None:
     inside it, to take them (the classes are inspected: no model is built)."""
     import inspect
 
-    from transformers import AutoModel, AutoModelForSequenceClassification
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
+        MODEL_MAPPING,
+    )
 
-    classes = [auto._model_mapping[type(model_config)] for auto in (AutoModelForSequenceClassification, AutoModel)
-               if type(model_config) in auto._model_mapping]
+    classes = [mapping[type(model_config)] for mapping in (MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING, MODEL_MAPPING)
+               if type(model_config) in mapping]
     if not any("past_key_values" in inspect.signature(cls.forward).parameters for cls in classes):
         raise ConfigError(f"peft prefix_tuning feeds past_key_values, which {model_config.model_type} models "
                           f"('{backbone}') do not take in this transformers; use prompt_tuning or p_tuning")
