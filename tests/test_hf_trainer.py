@@ -144,3 +144,19 @@ def test_trick_events_reach_the_tricks_that_listen(event):
     deaf = types.SimpleNamespace()
     getattr(callbacks.TrickEvents([listener, deaf]), event)(None, None, None, model="m")
     assert heard == ["m"]
+
+
+def test_rows_can_carry_soft_targets_and_row_weights_through_the_collator():
+    """The seam for pseudo-labels and distillation: soft "labels" and a "sample_weight" per row batch up."""
+    import numpy as np
+    from transformers import DataCollatorWithPadding
+
+    from tests.tiny_models import bert_tokenizer
+
+    rows = [{"input_ids": np.array([2, 5, 6, 3]), "labels": np.array([0.7, 0.3], dtype=np.float32),
+             "sample_weight": np.float32(0.5)},
+            {"input_ids": np.array([2, 7, 3]), "labels": np.array([0.0, 1.0], dtype=np.float32),
+             "sample_weight": np.float32(1.0)}]
+    batch = DataCollatorWithPadding(bert_tokenizer())(rows)
+    assert batch["labels"].dtype == torch.float32 and tuple(batch["labels"].shape) == (2, 2)
+    assert batch["sample_weight"].tolist() == [0.5, 1.0] and tuple(batch["input_ids"].shape) == (2, 4)
