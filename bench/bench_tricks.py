@@ -191,7 +191,7 @@ def report(results: dict) -> str:
     lines = [
         "## The competition toolkit: each trick with and without (all-MiniLM-L6-v2, TweetEval emotion)",
         "",
-        f"Every row: `comp train configs/minilm-finetune.yaml --folds {folds} --set epochs={epochs} <overrides>` on",
+        f"Every row: `comp train configs/minilm-finetune.yaml --folds {folds} --set epochs={epochs:g} <overrides>` on",
         f"`../shared/data/tweeteval_emotion` (3,257 train rows, 1,421 test, 4 classes), the same {folds} folds for every",
         "row; test = the fold models' mean probabilities, argmax, scored against `test_labels.csv`; CV = the honest",
         "(cross-fitted) OOF macro-F1 (multiclass argmax, so equal to CV at 0.5 and tuned). One seed per row; the",
@@ -214,7 +214,7 @@ def report(results: dict) -> str:
         lines += ["", f"- seed noise: the two baseline seeds differ by {spread:.1f} test macro-F1 points; a trick's",
                   "  difference within about that much is not evidence either way."]
     if missing:
-        lines += [f"- not measured (machine time): {', '.join(missing)}."]
+        lines += [*([""] if lines[-1].startswith("|") else []), f"- not measured (machine time): {', '.join(missing)}."]
     speed = results.get("adapter_speed")
     if speed:
         lines += [
