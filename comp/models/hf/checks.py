@@ -110,12 +110,17 @@ def preflight(c, task: TaskInfo) -> None:
 
     resolved = hub.resolve_backbone(c.backbone)
     model_config = hub.backbone_config(c.backbone, resolved)
-    if c.pooling == "auto":
-        from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
+        MODEL_MAPPING,
+    )
 
-        if type(model_config) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
-            raise ConfigError(f"backbone '{c.backbone}' ({model_config.model_type}) has no sequence-classification "
-                              "head in transformers; set pooling: cls, mean or last for comp's own head")
+    if c.pooling == "auto" and type(model_config) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
+        raise ConfigError(f"backbone '{c.backbone}' ({model_config.model_type}) has no sequence-classification "
+                          "head in transformers; set pooling: cls, mean or last for comp's own head")
+    if c.pooling != "auto" and type(model_config) not in MODEL_MAPPING:
+        raise ConfigError(f"backbone '{c.backbone}' ({model_config.model_type}) has no AutoModel class in transformers "
+                          "for a pooled head; set pooling: auto")
     tokens = TokenIds(hub.load_tokenizer(c.backbone, resolved), resolved, None, template=PromptTemplate(c.prompt_template),
                       tail=c.tail_tokens)
     if isinstance(c.max_length, int):
