@@ -57,8 +57,9 @@ VARIANTS = {"lora-bf16": "none", "qlora-4bit": "4bit"}
 
 # ---- training through comp's path, timed -----------------------------------------------------------
 def timed_training(model, *, batch: int, length: int, vocab: int, labels: int, steps: int, warmup: int, cuda: bool,
-                   compile: bool = False, checkpointing: bool = False) -> dict:
-    """``steps`` optimizer steps of ``CompTrainer`` on random token rows; samples/s after ``warmup`` steps."""
+                   compile: bool = False, checkpointing: bool = False, reset_peak: bool = True) -> dict:
+    """``steps`` optimizer steps of ``CompTrainer`` on random token rows; samples/s after ``warmup`` steps,
+    and the peak GPU memory (since the last reset: here, or the caller's when ``reset_peak`` is False)."""
     import numpy as np
     import torch
     from transformers import TrainerCallback, TrainingArguments, default_data_collator
@@ -87,7 +88,7 @@ def timed_training(model, *, batch: int, length: int, vocab: int, labels: int, s
         trainer = CompTrainer(model=model, args=args, train_dataset=rows, data_collator=default_data_collator,
                               callbacks=[Clock()], loss=Loss("multilabel"),
                               groups=lambda m, no_decay: param_groups(m, 1e-4, 0.01, 1.0, no_decay))
-        if cuda:
+        if cuda and reset_peak:
             torch.cuda.reset_peak_memory_stats()
         trainer.train()
     seconds = marks[steps] - marks[warmup]
@@ -164,10 +165,12 @@ def adapter_worker(shape: str, variant: str, folder: str, steps: int, cpu_smoke:
     model = classifier.build(config, TaskInfo("multilabel", [str(i) for i in range(labels)]), folder,
                              types.SimpleNamespace(pad_token_id=0), strategy, "bf16" if cuda else "fp32", device,
                              lambda line: None)
+    if VARIANTS[variant] == "none":
+        model.to(device)  # a 4-bit base is placed while loading; a bf16 one the Trainer would move
     weights = torch.cuda.memory_allocated() / 2**30 if cuda else None
     trainable, _ = strategies.count_parameters(model)
     result = timed_training(model, batch=batch, length=length, vocab=_model_config(shape).vocab_size, labels=labels,
-                            steps=steps, warmup=max(1, steps // 4), cuda=cuda, checkpointing=True)
+                            steps=steps, warmup=max(1, steps // 4), cuda=cuda, checkpointing=True, reset_peak=False)
     return {"shape": shape, "variant": variant, "trainable": trainable, "weights_gb": weights, **result}
 
 
