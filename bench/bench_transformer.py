@@ -300,7 +300,11 @@ def report(results: dict) -> str:
                       f"inference {c['infer_cpu_sps'] / b['infer_cpu_sps']:.2f}x."]
         lines += [f"- previous path: the code at `{s['baseline_ref']}`; 1-minute load average {s['load_start']:.1f} at "
                   f"the start, {s['load_end']:.1f} at the end.",
-                  "- comp's config also weights classes (`class_weights: sqrt`); the notebook paths use plain cross-entropy."]
+                  "- comp's config also weights classes (`class_weights: sqrt`); the notebook paths use plain cross-entropy.",
+                  "- a trap found on the way: with `group_by_length` (`train_sampling_strategy`), transformers 5.x also",
+                  "  groups *evaluation* rows by length, and `Trainer.predict` returns them in that shuffled order (measured:",
+                  "  per-row differences up to 9e-4 on a tiny model, i.e. other rows' predictions). The stock path",
+                  "  predicts with a second Trainer without it; comp's Trainer keeps evaluation rows in their given order."]
     cost = results.get("snapshot")
     if cost:
         lines += ["", "### Keeping the best weights", "",
