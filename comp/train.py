@@ -221,8 +221,11 @@ def train(ws: Workspace, config_path: Path, *, n_folds: int | None = None, seed:
     comp = load_competition(ws, settings)
     if main:
         fold_path, folds = ensure_folds(ws, comp, n_folds, seed, log)
-    else:  # other ranks read the file rank 0 made (it exists before a multi-GPU launch trains)
+    else:  # other ranks read the file rank 0 makes (rank 0 may still be writing it: wait up to 10 min)
         fold_path = ws.folds_csv(n_folds, seed, settings.group_column)
+        deadline = time.monotonic() + 600
+        while not fold_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
         folds = load_folds(fold_path, comp, n_folds)
     config_dict = to_dict(config)
     fold_record = {"file": ws.relative(fold_path), "hash": file_hash(fold_path), "n_folds": n_folds, "seed": seed,

@@ -18,25 +18,14 @@ from typing import Literal
 import numpy as np
 
 from comp.atomic import write_bytes, write_text
-from comp.backbones import (
-    TextCache,
-    TokenIds,
-    cache_folder,
-    fingerprint,
-    is_out_of_memory,
-    load_pretrained,
-    load_tokenizer,
-    pad_batch,
-    resolve_backbone,
-    select_device,
-    select_precision,
-    sorted_batches,
-    torch_dtype,
-)
 from comp.config import ModelConfig
 from comp.errors import ConfigError, RunError
 from comp.models.base import FoldContext, TaskInfo
 from comp.models.common import LinearHead, check_estimator
+from comp.models.hf.cache import TextCache, cache_folder
+from comp.models.hf.device import is_out_of_memory, select_device, select_precision, torch_dtype
+from comp.models.hf.hub import fingerprint, load_pretrained, load_tokenizer, resolve_backbone
+from comp.models.hf.tokens import TokenIds, pad_batch, sorted_batches
 
 
 @dataclass
@@ -88,6 +77,7 @@ class Encoder:
             folder = cache_folder(
                 cache_dir,
                 "embeddings",
+                writable=writable,
                 backbone=config.backbone,
                 weights=fingerprint(self.resolved, "model"),
                 max_length=config.max_length,
