@@ -200,6 +200,9 @@ def _print_scores(scores, title: str | None = None) -> None:
     console.echo(f"tuned - honest = {scores.optimism:+.4f} (how much tuning thresholds on the OOF flatters the CV)")
 
 
+_FAN_OUT = "Fan-out (executors)"
+
+
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="Model config YAML; its file stem is the run name.", exists=True, dir_okay=False)],
@@ -210,29 +213,90 @@ def train(
     name: Annotated[str | None, typer.Option("--name", help="Run name (default: the config's file stem).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Retrain finished folds and replace the run's config.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for folds another process is training instead of skipping them.")] = False,
+    seeds: Annotated[int | None, typer.Option("--seeds", min=1, help="Train each fold with N seeds and average them (config key seeds).")] = None,
+    seed_index: Annotated[int | None, typer.Option("--seed-index", min=0, help="With --fold: train only this seed of the fold (one task).")] = None,
+    executor: Annotated[str | None, typer.Option("--executor", help="Fan the tasks out: local (subprocesses) | slurm (submitit).", rich_help_panel=_FAN_OUT)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="local: tasks at once (default: 1 per device, else 2).", rich_help_panel=_FAN_OUT)] = None,
+    devices: Annotated[str | None, typer.Option("--devices", help="local: GPUs to use, e.g. 0,1,2,3 (CUDA_VISIBLE_DEVICES of each task).", rich_help_panel=_FAN_OUT)] = None,
+    gpus_per_task: Annotated[int, typer.Option("--gpus-per-task", min=1, help="GPUs per task; >1 launches each task with torchrun.", rich_help_panel=_FAN_OUT)] = 1,
+    slurm_partition: Annotated[str | None, typer.Option("--slurm-partition", rich_help_panel=_FAN_OUT)] = None,
+    slurm_gpus_per_task: Annotated[int | None, typer.Option("--slurm-gpus-per-task", min=0, rich_help_panel=_FAN_OUT)] = None,
+    slurm_time: Annotated[str | None, typer.Option("--slurm-time", help="Time limit per task: minutes or HH:MM:SS.", rich_help_panel=_FAN_OUT)] = None,
+    max_parallel: Annotated[int | None, typer.Option("--max-parallel", min=1, help="slurm: tasks of the job array running at once.", rich_help_panel=_FAN_OUT)] = None,
+    slurm_cluster: Annotated[str, typer.Option("--slurm-cluster", help="slurm | local | debug (submitit's local executors, to try a set-up on one machine).", rich_help_panel=_FAN_OUT)] = "slurm",
 ) -> None:
     """Train out-of-fold on the shared folds: OOF + test probabilities, scores and thresholds."""
     from comp.runs import is_main_process
-    from comp.train import train as run_training
 
     ws = workspace()
-    echo = (lambda m: console.err.print(m, markup=False, style="dim")) if is_main_process() else None
-    result = run_training(ws, config, n_folds=n_folds, seed=seed, only_fold=fold, overrides=set_, name=name,
-                          force=force, wait=wait, echo=echo)
-    if not is_main_process():
-        return
+    if seed_index is not None and fold is None:
+        raise CompError("--seed-index needs --fold (one task is one fold's seed)")
+    if executor is not None:
+        from comp.executors import fan_out_train, launch_options
+
+        options = launch_options(executor, workers=workers, devices=devices, gpus_per_task=gpus_per_task,
+                                 slurm_partition=slurm_partition, slurm_gpus_per_task=slurm_gpus_per_task,
+                                 slurm_time=slurm_time, max_parallel=max_parallel, slurm_cluster=slurm_cluster)
+        progress = console.TaskProgress(f"comp train {config.name} --executor {executor}")
+        try:
+            outcome = fan_out_train(ws, config, options, n_folds=n_folds, seed=seed, only_fold=fold, overrides=set_,
+                                    name=name, force=force, seeds=seeds, echo=_echo_dim, progress=progress)
+        finally:
+            progress.close()
+        _print_fan_out(outcome)
+        result = outcome.result
+    else:
+        from comp.train import train as run_training
+
+        echo = _echo_dim if is_main_process() else None
+        result = run_training(ws, config, n_folds=n_folds, seed=seed, only_fold=fold, seed_index=seed_index,
+                              seeds=seeds, overrides=set_, name=name, force=force, wait=wait, echo=echo)
+        if not is_main_process():
+            return
+    _print_train_result(ws, result)
+    if executor is not None and outcome.failed:
+        raise CompError(f"{len(outcome.failed)} of {len(outcome.tasks)} task(s) failed ({', '.join(t.key for t in outcome.failed)}); "
+                        "fix the cause and re-run the same command: it trains only what is missing")
+
+
+def _echo_dim(message: str) -> None:
+    console.err.print(message, markup=False, style="dim")
+
+
+def _print_train_result(ws, result) -> None:
     for note in result.notes:
         console.warn(note)
     if result.skipped:
         console.echo(f"skipped finished fold(s) {', '.join(map(str, result.skipped))} (--force retrains them)")
-    for k, owner in sorted(result.busy.items()):
-        console.echo(f"skipped fold {k}: another process is training it ({owner}); --wait waits for it")
+    for label, owner in sorted(result.busy.items()):
+        console.echo(f"skipped {label}: another process is training it ({owner}); --wait waits for it")
     if result.scores is None:
         console.echo(f"run {result.run}: folds {', '.join(map(str, result.pending))} still to train; the run's files "
                      "are assembled when every fold is done")
         return
     _print_scores(result.scores, f"run {result.run}: {result.scores.metric} by fold")
+    _print_seed_spread(ws, result.run)
     console.echo(f"wrote {ws.relative(ws.run(result.run).dir)}/ (oof.parquet, test.parquet, scores.json, thresholds.json)")
+
+
+def _print_seed_spread(ws, run: str) -> None:
+    """The line for a run of several seeds: each seed's honest CV, the class that moves most."""
+    import json
+
+    try:
+        spread = json.loads(ws.run(run).scores.read_text(encoding="utf-8")).get("seeds")
+    except (OSError, ValueError):
+        return
+    if spread:
+        from comp.seeds import describe_spread
+
+        console.echo(describe_spread(spread, spread.get("metric", "")))
+
+
+def _print_fan_out(outcome) -> None:
+    for task in outcome.failed:
+        console.err.print(f"{task.key} failed ({task.status}); last lines of {task.log_name}:", markup=False, style="red")
+        console.err.print(task.tail, markup=False)
 
 
 @app.command()
