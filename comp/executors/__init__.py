@@ -200,3 +200,18 @@ def check_command_available(name: str, what: str) -> None:
 
     if shutil.which(name) is None:
         raise CompError(f"{name} not found on this machine: {what}")
+
+
+def fan_out_tune(ws: Workspace, config_path: Path, space_path: Path, argv: list[str], options: LaunchOptions,
+                 n_workers: int, *, study: str, n_folds: int | None = None, folds_subset: str | None = None,
+                 storage: str | None = None, overrides: list[str] | None = None, command: list[str] | None = None,
+                 progress: Callable[[list[Task]], None] | None = None) -> FanOut:
+    """`comp tune ... --executor`: ``n_workers`` `comp tune` workers on one study (checked here first)."""
+    from comp.tune.worker import setup_study
+
+    setup = setup_study(ws, config_path, space_path, study=study, n_folds=n_folds, folds_subset=folds_subset,
+                        storage=storage, overrides=overrides)
+    base = ["--workspace", str(ws.root), *argv]
+    tasks = [Task(f"worker {i}", base, setup.dir / "tasks" / f"worker-{i}.log") for i in range(n_workers)]
+    execute(tasks, options, setup.dir / "slurm", command=command, progress=progress)
+    return FanOut(tasks)
