@@ -36,6 +36,24 @@ def _die_with_parent() -> None:
         pass
 
 
+def _stop(pid: int) -> None:
+    """SIGTERM, then SIGKILL after ``_STOP_SECONDS``. Reaped with waitpid directly: this runs in a
+    signal handler that interrupted ``Popen.wait``, which holds the Popen's own wait lock."""
+    import os
+
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + _STOP_SECONDS
+        while time.monotonic() < deadline:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass  # already gone
+
+
 def _submitit():
     try:
         import submitit
@@ -62,12 +80,8 @@ class CompTask:
     def checkpoint(self, *args, **kwargs):
         """Preempted or timed out: stop the comp process, then requeue this task as it was."""
         process = self._process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=_STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        if process is not None:
+            _stop(process.pid)
         return _submitit().helpers.DelayedSubmission(CompTask(self.argv))
 
     def __getstate__(self) -> dict:
