@@ -169,6 +169,8 @@ def parse_param(key: str, spec: Any, where: str) -> Param:
         raise ConfigError(f"{where}: {key}: log_uniform takes no step (use uniform with step)")
     if kind == "int" and log and step not in (None, 1):
         raise ConfigError(f"{where}: {key}: an int on a log scale takes no step")
+    if kind != "int":
+        low, high = float(low), float(high)
     return Param(key, kind, (low, high), step, log)
 
 

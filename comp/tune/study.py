@@ -138,3 +138,10 @@ def counted_trials(study) -> int:
         elif trial.state == TrialState.FAIL and trial.user_attrs.get(FAILURE) != DEAD:
             n += 1
     return n
+
+
+def waiting_trials(study) -> int:
+    """Queued trials: enqueued by hand, or retries of dead workers' trials."""
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))

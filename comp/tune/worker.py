@@ -181,8 +181,8 @@ def tune(ws: Workspace, config_path: Path, space_path: Path, *, trials: int, stu
         while True:
             with study_lock(setup.dir):
                 result.failed_dead += studies.fail_dead_trials(opt, setup.dir, retries, mine=worker.id)
-                if studies.counted_trials(opt) >= trials:
-                    break
+                if studies.counted_trials(opt) >= trials and not studies.waiting_trials(opt):
+                    break  # queued trials (enqueued, or retries of dead workers' trials) are run first
                 opt.sampler = make_sampler(sampler, setup.fold_seed + len(opt.get_trials(deepcopy=False)))
                 trial = opt.ask()
                 values = setup.space.suggest(trial)
