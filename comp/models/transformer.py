@@ -396,7 +396,19 @@ def _hf():
                 self.bar.close()
                 self.bar = None
 
-    return CompTrainer, BestAndStop, Bar
+    class ReportEpochs(TrainerCallback):
+        """Hands each evaluation's validation score to ``context.on_epoch`` (a tuner's pruner); an
+        exception it raises (optuna.TrialPruned) stops training, and the fold stays unfinished."""
+
+        def __init__(self, fit: _Fit):
+            self.fit = fit
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            value = (metrics or {}).get("eval_score")
+            if value is not None and state.is_world_process_zero:
+                self.fit.context.on_epoch(float(state.epoch or 0), float(value))
+
+    return CompTrainer, BestAndStop, Bar, ReportEpochs
 
 
 def _fmt(value: float | None) -> str:
@@ -628,7 +640,7 @@ class Model:
 
         checkpoint_dir = Path(ctx.fold_dir) / "checkpoint"
         fit = _Fit(self.model_, self.task, c, ctx, checkpoint_dir)
-        CompTrainer, BestAndStop, Bar = _hf()
+        CompTrainer, BestAndStop, Bar, ReportEpochs = _hf()
 
         def compute_metrics(prediction):
             P = probabilities(prediction.predictions, self.task.task)
@@ -642,7 +654,7 @@ class Model:
             eval_dataset=valid_rows,
             data_collator=Collator(self.tokenizer_.pad_token_id, 8 if self.device_.type == "cuda" else 1),
             compute_metrics=compute_metrics if valid_rows is not None else None,
-            callbacks=[BestAndStop(fit), Bar(fit)],
+            callbacks=[BestAndStop(fit), Bar(fit), *([ReportEpochs(fit)] if ctx.on_epoch else [])],
             comp_loss=functools.partial(
                 loss_value, task=self.task.task, weights=weight_tensor, gamma=c.gamma
             ),
