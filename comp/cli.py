@@ -700,6 +700,7 @@ def report(
         ],
         right=range(1, 5),
     )
+    _print_seed_spread(ws, run)
     for note in rep.notes:
         console.warn(note)
     console.echo(

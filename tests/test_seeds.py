@@ -103,3 +103,14 @@ def test_seed_index_trains_one_task(ws):
     assert not (paths.seed_dir(2, 0) / "done.json").exists() and first.scores is None
     with pytest.raises(Exception, match="--seed-index 2 is out of range: run 'tasks' has seeds 0..1"):
         train(ws, ws.configs_dir / "tfidf.yaml", n_folds=3, name="tasks", seeds=2, only_fold=0, seed_index=2)
+
+
+def test_comp_predict_averages_the_saved_seed_models_as_train_does(ws):
+    from comp.predict import predict_run
+
+    train(ws, ws.configs_dir / "tfidf.yaml", n_folds=3, name="saved", seeds=2, overrides=["save_models=true"])
+    paths = ws.run("saved")
+    assert (paths.seed_dir(1, 1) / "model" / "model.pkl").is_file()
+    frame = predict_run(ws, "saved", ws.test_csv)
+    run = load_run(ws, "saved")
+    np.testing.assert_allclose(frame[run.classes].to_numpy(), run.test, rtol=0, atol=1e-12)
