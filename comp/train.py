@@ -359,7 +359,7 @@ def train(ws: Workspace, config_path: Path, *, n_folds: int | None = None, seed:
                        f"0..{plan.n_seeds - 1} (seeds: {plan.n_seeds})")
     trained, skipped, busy = train_units(plan, plan.units(selected, seed_index), wait, on_fold, on_epoch)
     pending, scores = finish_run(plan)
-    fold_seconds = {k: float(s) for k, s in _fold_facts(plan.paths, plan.n_folds, "seconds").items() if s is not None}
+    fold_seconds = {k: float(s) for k, s in fold_facts(plan.paths, plan.n_folds, "seconds").items() if s is not None}
     return TrainResult(plan.paths.name, trained, skipped, pending, scores, fold_seconds, busy, plan.notes)
 
 
@@ -399,6 +399,8 @@ def train_units(plan: RunPlan, units: list[Unit], wait: bool = False,
             trained.append(k)
         if plan.n_seeds > 1 and plan.main:
             complete_fold(plan, k)
+        if k not in trained and plan.fold_state(k) == "done":
+            skipped.append(k)  # done by another process meanwhile (e.g. the one --wait waited for)
         if on_fold is not None and plan.fold_state(k) == "done":
             on_fold(plan, k)
     return list(dict.fromkeys(trained)), skipped, busy
@@ -547,7 +549,7 @@ def complete_fold(plan: RunPlan, k: int) -> bool:
     return True
 
 
-def _fold_facts(paths: RunPaths, n_folds: int, key: str) -> dict[int, Any]:
+def fold_facts(paths: RunPaths, n_folds: int, key: str) -> dict[int, Any]:
     """One field of every fold's done.json (seconds, finished, host, ...), by fold."""
     out = {}
     for k in range(n_folds):
@@ -570,7 +572,7 @@ def assemble(ws: Workspace, paths: RunPaths, comp: Competition, folds: np.ndarra
         oof[folds == k] = np.load(paths.fold_oof(k))
         test += np.load(paths.fold_test(k)) / n_folds
     scores = evaluate_oof(oof, comp.Y, folds, settings.task, settings.metric, settings.min_labels)
-    fold_seconds = {k: v for k, v in _fold_facts(paths, n_folds, "seconds").items() if isinstance(v, int | float)}
+    fold_seconds = {k: v for k, v in fold_facts(paths, n_folds, "seconds").items() if isinstance(v, int | float)}
     for row in scores.per_fold:
         row["seconds"] = fold_seconds.get(row["fold"])
     total = round(sum(fold_seconds.values()), 2)

@@ -166,7 +166,7 @@ def fan_out_train(ws: Workspace, config_path: Path, options: LaunchOptions, *, n
                   echo: Callable[[str], None] | None = None, command: list[str] | None = None,
                   progress: Callable[[list[Task]], None] | None = None) -> FanOut:
     """`comp train ... --executor`: one task per missing (fold, seed), then the run's result."""
-    from comp.train import TrainResult, finish_run, prepare_run
+    from comp.train import TrainResult, finish_run, fold_facts, prepare_run
 
     overrides = [*(overrides or []), *([f"seeds={seeds}"] if seeds is not None else [])]
     selected = None if only_fold is None else [only_fold]
@@ -188,9 +188,7 @@ def fan_out_train(ws: Workspace, config_path: Path, options: LaunchOptions, *, n
         execute(tasks, options, paths.slurm_dir, command=command, progress=progress)
     pending, scores = finish_run(plan)
     trained = sorted({int(t.key.split()[1]) for t in tasks if t.status == "done"})
-    from comp.train import _fold_facts
-
-    fold_seconds = {k: float(s) for k, s in _fold_facts(paths, plan.n_folds, "seconds").items() if s is not None}
+    fold_seconds = {k: float(s) for k, s in fold_facts(paths, plan.n_folds, "seconds").items() if s is not None}
     result = TrainResult(paths.name, trained, done_before, pending, scores, fold_seconds, {}, plan.notes)
     return FanOut(tasks, result)
 
