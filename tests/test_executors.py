@@ -3,13 +3,14 @@ submitit's local executor), the shared-workspace protocol of comp.locks deciding
 
 import json
 import os
+import shutil
 import signal
 import sys
 
 import psutil
 import pytest
 
-from comp.errors import ConfigError
+from comp.errors import CompError, ConfigError
 from comp.executors import Task, fan_out_train, launch_options
 from comp.executors.local import task_command, task_env
 from comp.models import FAMILIES
@@ -112,9 +113,12 @@ def test_launch_options_are_checked_before_anything_starts():
     with pytest.raises(ConfigError, match="--workers and --devices are for --executor local"):
         launch_options("slurm", workers=2)
     with pytest.raises(ConfigError, match="--slurm-time soon: give minutes"):
-        launch_options("slurm", slurm_time="soon")
-    assert launch_options("slurm", slurm_time="01:30:00").slurm_time_min == 90
-    assert launch_options("slurm", slurm_time="1-00:00").slurm_time_min == 24 * 60
+        launch_options("slurm", slurm_time="soon", slurm_cluster="local")
+    assert launch_options("slurm", slurm_time="01:30:00", slurm_cluster="local").slurm_time_min == 90
+    assert launch_options("slurm", slurm_time="1-00:00", slurm_cluster="local").slurm_time_min == 24 * 60
+    if shutil.which("sbatch") is None:  # before anything is written: no run.yaml of a run that cannot start
+        with pytest.raises(CompError, match="sbatch not found on this machine: --executor slurm submits with sbatch"):
+            launch_options("slurm")
 
 
 def test_devices_pin_each_task_and_gpus_per_task_launch_torchrun():

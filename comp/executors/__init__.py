@@ -79,6 +79,9 @@ def launch_options(executor: str, *, workers: int | None = None, devices: str | 
     if executor == "local" and any(v is not None for v in (slurm_partition, slurm_gpus_per_task, slurm_time, max_parallel)):
         raise ConfigError("--slurm-partition, --slurm-gpus-per-task, --slurm-time and --max-parallel are for "
                           "--executor slurm")
+    if executor == "slurm" and slurm_cluster == "slurm":
+        check_command_available("sbatch", "--executor slurm submits with sbatch from a Slurm login node; use "
+                                          "--executor local here (or --slurm-cluster local to try the set-up)")
     return LaunchOptions(executor, workers, groups, gpus_per_task, slurm_partition, slurm_gpus_per_task,
                          _minutes(slurm_time), max_parallel, slurm_cluster)
 

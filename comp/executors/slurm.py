@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from comp.errors import CompError
-from comp.executors import LaunchOptions, Task, check_command_available, comp_command, log_tail
+from comp.executors import LaunchOptions, Task, comp_command, log_tail
 from comp.executors.local import task_command
 
 _POLL_SECONDS = 1.0
@@ -93,9 +93,6 @@ class CompTask:
 
 def make_executor(options: LaunchOptions, folder: Path, n_tasks: int):
     submitit = _submitit()
-    if options.slurm_cluster == "slurm":
-        check_command_available("sbatch", "--executor slurm submits with sbatch from a Slurm login node; "
-                                          "use --executor local here (or --slurm-cluster local to try the set-up)")
     folder.mkdir(parents=True, exist_ok=True)
     executor = submitit.AutoExecutor(folder=folder, cluster=options.slurm_cluster)
     params = {"name": f"comp-{folder.parent.name}"}

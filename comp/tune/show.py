@@ -54,9 +54,9 @@ def show_study(ws: Workspace, name: str, storage: str | None = None, retries: in
     study_dir = ws.study_dir(name)
     identity = studies.read_identity(study_dir)
     if identity is None:
-        known = sorted(p.name for p in ws.runs_dir.glob("*/study.yaml")) if ws.runs_dir.is_dir() else []
+        known = sorted(p.parent.name for p in ws.runs_dir.glob("*/study.yaml")) if ws.runs_dir.is_dir() else []
         raise RunError(f"no study '{name}' in {ws.runs_dir}"
-                       + (f"; studies: {', '.join(Path(k).parent.name for k in known)}" if known else
+                       + (f"; studies: {', '.join(known)}" if known else
                           "; start one with `comp tune CONFIG --space SPACE.yaml --trials N`"))
     if identity.get("storage") == "rdb" and storage is None:
         raise RunError(f"study '{name}' is stored in an RDB; pass the same --storage URL as its workers")
