@@ -200,6 +200,9 @@ def _print_scores(scores, title: str | None = None) -> None:
     console.echo(f"tuned - honest = {scores.optimism:+.4f} (how much tuning thresholds on the OOF flatters the CV)")
 
 
+_FAN_OUT = "Fan-out (executors)"
+
+
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="Model config YAML; its file stem is the run name.", exists=True, dir_okay=False)],
@@ -210,29 +213,196 @@ def train(
     name: Annotated[str | None, typer.Option("--name", help="Run name (default: the config's file stem).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Retrain finished folds and replace the run's config.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for folds another process is training instead of skipping them.")] = False,
+    seeds: Annotated[int | None, typer.Option("--seeds", min=1, help="Train each fold with N seeds and average them (config key seeds).")] = None,
+    seed_index: Annotated[int | None, typer.Option("--seed-index", min=0, help="With --fold: train only this seed of the fold (one task).")] = None,
+    executor: Annotated[str | None, typer.Option("--executor", help="Fan the tasks out: local (subprocesses) | slurm (submitit).", rich_help_panel=_FAN_OUT)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="local: tasks at once (default: 1 per device, else 2).", rich_help_panel=_FAN_OUT)] = None,
+    devices: Annotated[str | None, typer.Option("--devices", help="local: GPUs to use, e.g. 0,1,2,3 (CUDA_VISIBLE_DEVICES of each task).", rich_help_panel=_FAN_OUT)] = None,
+    gpus_per_task: Annotated[int, typer.Option("--gpus-per-task", min=1, help="GPUs per task; >1 launches each task with torchrun.", rich_help_panel=_FAN_OUT)] = 1,
+    slurm_partition: Annotated[str | None, typer.Option("--slurm-partition", rich_help_panel=_FAN_OUT)] = None,
+    slurm_gpus_per_task: Annotated[int | None, typer.Option("--slurm-gpus-per-task", min=0, rich_help_panel=_FAN_OUT)] = None,
+    slurm_time: Annotated[str | None, typer.Option("--slurm-time", help="Time limit per task: minutes or HH:MM:SS.", rich_help_panel=_FAN_OUT)] = None,
+    max_parallel: Annotated[int | None, typer.Option("--max-parallel", min=1, help="slurm: tasks of the job array running at once.", rich_help_panel=_FAN_OUT)] = None,
+    slurm_cluster: Annotated[str, typer.Option("--slurm-cluster", help="slurm | local | debug (submitit's local executors, to try a set-up on one machine).", rich_help_panel=_FAN_OUT)] = "slurm",
 ) -> None:
     """Train out-of-fold on the shared folds: OOF + test probabilities, scores and thresholds."""
     from comp.runs import is_main_process
-    from comp.train import train as run_training
 
     ws = workspace()
-    echo = (lambda m: console.err.print(m, markup=False, style="dim")) if is_main_process() else None
-    result = run_training(ws, config, n_folds=n_folds, seed=seed, only_fold=fold, overrides=set_, name=name,
-                          force=force, wait=wait, echo=echo)
-    if not is_main_process():
-        return
+    if seed_index is not None and fold is None:
+        raise CompError("--seed-index needs --fold (one task is one fold's seed)")
+    if executor is not None:
+        from comp.executors import fan_out_train, launch_options
+
+        options = launch_options(executor, workers=workers, devices=devices, gpus_per_task=gpus_per_task,
+                                 slurm_partition=slurm_partition, slurm_gpus_per_task=slurm_gpus_per_task,
+                                 slurm_time=slurm_time, max_parallel=max_parallel, slurm_cluster=slurm_cluster)
+        progress = console.TaskProgress(f"comp train {config.name} --executor {executor}")
+        try:
+            outcome = fan_out_train(ws, config, options, n_folds=n_folds, seed=seed, only_fold=fold, overrides=set_,
+                                    name=name, force=force, seeds=seeds, echo=_echo_dim, progress=progress)
+        finally:
+            progress.close()
+        _print_fan_out(outcome)
+        result = outcome.result
+    else:
+        from comp.train import train as run_training
+
+        echo = _echo_dim if is_main_process() else None
+        result = run_training(ws, config, n_folds=n_folds, seed=seed, only_fold=fold, seed_index=seed_index,
+                              seeds=seeds, overrides=set_, name=name, force=force, wait=wait, echo=echo)
+        if not is_main_process():
+            return
+    _print_train_result(ws, result)
+    if executor is not None and outcome.failed:
+        raise CompError(f"{len(outcome.failed)} of {len(outcome.tasks)} task(s) failed ({', '.join(t.key for t in outcome.failed)}); "
+                        "fix the cause and re-run the same command: it trains only what is missing")
+
+
+def _echo_dim(message: str) -> None:
+    console.err.print(message, markup=False, style="dim")
+
+
+def _print_train_result(ws, result) -> None:
     for note in result.notes:
         console.warn(note)
     if result.skipped:
         console.echo(f"skipped finished fold(s) {', '.join(map(str, result.skipped))} (--force retrains them)")
-    for k, owner in sorted(result.busy.items()):
-        console.echo(f"skipped fold {k}: another process is training it ({owner}); --wait waits for it")
+    for label, owner in sorted(result.busy.items()):
+        console.echo(f"skipped {label}: another process is training it ({owner}); --wait waits for it")
     if result.scores is None:
         console.echo(f"run {result.run}: folds {', '.join(map(str, result.pending))} still to train; the run's files "
                      "are assembled when every fold is done")
         return
     _print_scores(result.scores, f"run {result.run}: {result.scores.metric} by fold")
+    _print_seed_spread(ws, result.run)
     console.echo(f"wrote {ws.relative(ws.run(result.run).dir)}/ (oof.parquet, test.parquet, scores.json, thresholds.json)")
+
+
+def _print_seed_spread(ws, run: str) -> None:
+    """The line for a run of several seeds: each seed's honest CV, the class that moves most."""
+    import json
+
+    try:
+        spread = json.loads(ws.run(run).scores.read_text(encoding="utf-8")).get("seeds")
+    except (OSError, ValueError):
+        return
+    if spread:
+        from comp.seeds import describe_spread
+
+        console.echo(describe_spread(spread, spread.get("metric", "")))
+
+
+def _print_fan_out(outcome) -> None:
+    for task in outcome.failed:
+        console.err.print(f"{task.key} failed ({task.status}); last lines of {task.log_name}:", markup=False, style="red")
+        console.err.print(task.tail, markup=False)
+
+
+@app.command()
+def tune(
+    config: Annotated[Path | None, typer.Argument(help="Model config YAML to tune.", exists=True, dir_okay=False)] = None,
+    space: Annotated[Path | None, typer.Option("--space", help="Search space YAML (C: {log_uniform: [0.1, 30]}, ...).", exists=True, dir_okay=False)] = None,
+    trials: Annotated[int, typer.Option("--trials", min=1, help="Trials the study should have (all workers together).")] = 20,
+    study: Annotated[str | None, typer.Option("--study", help="Study name (default: CONFIG's stem + '-tune'); workers with the same name join it.")] = None,
+    n_folds: Annotated[int | None, typer.Option("--folds", "-k", help="Folds of the fold file (default: comp.yaml's).")] = None,
+    folds_subset: Annotated[str | None, typer.Option("--folds-subset", help="Train and score only these folds, e.g. 0,1 (default: all).")] = None,
+    storage: Annotated[str | None, typer.Option("--storage", help="An Optuna RDB URL (default: a journal file in the study folder).")] = None,
+    sampler: Annotated[str, typer.Option("--sampler", help="tpe | random.")] = "tpe",
+    pruner: Annotated[str, typer.Option("--pruner", help="median | hyperband | none; sees the honest CV after each fold.")] = "median",
+    pruner_startup: Annotated[int, typer.Option("--pruner-startup", min=0, help="Trials that finish before the pruner may stop one.")] = 5,
+    retries: Annotated[int, typer.Option("--retries", min=0, help="Times a trial whose worker died is queued again.")] = 1,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value for every trial.")] = None,
+    retrain_best: Annotated[bool, typer.Option("--retrain-best", help="Then train the best config on all folds.")] = False,
+    show: Annotated[str | None, typer.Option("--show", help="Show study STUDY: trials, best, figures; trains nothing.")] = None,
+    executor: Annotated[str | None, typer.Option("--executor", help="Run workers in parallel: local | slurm.", rich_help_panel=_FAN_OUT)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Workers (default: 2; slurm: --max-parallel or 2).", rich_help_panel=_FAN_OUT)] = None,
+    devices: Annotated[str | None, typer.Option("--devices", help="local: GPUs, one worker per GPU.", rich_help_panel=_FAN_OUT)] = None,
+    slurm_partition: Annotated[str | None, typer.Option("--slurm-partition", rich_help_panel=_FAN_OUT)] = None,
+    slurm_gpus_per_task: Annotated[int | None, typer.Option("--slurm-gpus-per-task", min=0, rich_help_panel=_FAN_OUT)] = None,
+    slurm_time: Annotated[str | None, typer.Option("--slurm-time", rich_help_panel=_FAN_OUT)] = None,
+    max_parallel: Annotated[int | None, typer.Option("--max-parallel", min=1, rich_help_panel=_FAN_OUT)] = None,
+    slurm_cluster: Annotated[str, typer.Option("--slurm-cluster", help="slurm | local | debug.", rich_help_panel=_FAN_OUT)] = "slurm",
+) -> None:
+    """Tune a config with Optuna on the honest CV; every trial is a run (runs/STUDY/trial-N)."""
+    ws = workspace()
+    if show is not None:
+        _print_study(ws, show, storage, retries)
+        return
+    if config is None or space is None:
+        raise CompError("comp tune needs CONFIG and --space SPACE.yaml (or --show STUDY to look at a study)")
+    from comp.tune.worker import default_study_name
+    from comp.tune.worker import tune as run_tune
+
+    name = study or default_study_name(config)
+    if executor is not None:
+        from comp.executors import fan_out_tune, launch_options
+
+        options = launch_options(executor, workers=workers if executor == "local" else None, devices=devices,
+                                 slurm_partition=slurm_partition, slurm_gpus_per_task=slurm_gpus_per_task,
+                                 slurm_time=slurm_time, max_parallel=max_parallel, slurm_cluster=slurm_cluster)
+        argv = ["tune", str(config.resolve()), "--space", str(space.resolve()), "--trials", str(trials), "--study", name,
+                "--sampler", sampler, "--pruner", pruner, "--pruner-startup", str(pruner_startup),
+                "--retries", str(retries), *(["--folds", str(n_folds)] if n_folds else []),
+                *(["--folds-subset", folds_subset] if folds_subset else []),
+                *(["--storage", storage] if storage else []), *[a for o in set_ or [] for a in ("--set", o)]]
+        n_workers = workers or (len(options.device_groups()) if options.devices else (max_parallel or 2))
+        progress = console.TaskProgress(f"comp tune {config.name} --executor {executor}")
+        try:
+            outcome = fan_out_tune(ws, config, space, argv, options, n_workers, study=name, n_folds=n_folds,
+                                   folds_subset=folds_subset, storage=storage, overrides=set_, progress=progress)
+        finally:
+            progress.close()
+        _print_fan_out(outcome)
+    else:
+        result = run_tune(ws, config, space, trials=trials, study=name, n_folds=n_folds, folds_subset=folds_subset,
+                          storage=storage, sampler=sampler, pruner=pruner, pruner_startup=pruner_startup,
+                          retries=retries, overrides=set_, echo=_echo_dim)
+        if result.failed_dead:
+            console.warn(f"failed trial(s) {', '.join(map(str, result.failed_dead))}: their worker died (queued again)")
+    view = _print_study(ws, name, storage, retries)
+    if retrain_best:
+        if view.best_config is None:
+            raise CompError(f"study '{name}' has no complete trial yet: nothing to retrain")
+        from comp.train import train as run_training
+
+        console.echo(f"retraining {ws.relative(view.best_config)} on {view.identity['n_folds']} folds")
+        result = run_training(ws, view.best_config, n_folds=view.identity["n_folds"], echo=_echo_dim)
+        _print_train_result(ws, result)
+
+
+def _print_study(ws, name: str, storage: str | None, retries: int):
+    from comp.tune.show import show_study
+
+    view = show_study(ws, name, storage, retries)
+    metric = view.identity["metric"]
+    subset = ",".join(map(str, view.identity["folds_subset"]))
+    keys = list(view.identity["space"])
+    console.table(
+        f"study {name}: honest {_metric_label(metric, view.identity['direction'] == 'maximize')} on folds {subset} "
+        f"of {view.identity['n_folds']}",
+        ["trial", "state", *keys, "honest", "tuned", "seconds", "note"],
+        [(r["number"], r["state"], *(_param(r["params"].get(k)) for k in keys), console.fmt(r["honest"]),
+          console.fmt(r["tuned"]), "-" if r["seconds"] is None else f"{r['seconds']:.1f}", r["note"])
+         for r in view.rows],
+        right=(0, *range(2 + len(keys), 5 + len(keys))),
+    )
+    console.echo(f"trial N is run {name}/trial-N (a retry trains in its original's run)")
+    for note in view.notes:
+        console.echo(note)
+    if view.best is not None:
+        console.echo(f"best: trial {view.best['number']} ({view.best['run']}), honest {metric} {view.best['value']:.4f}: "
+                     + ", ".join(f"{k}={_param(v)}" for k, v in view.best["params"].items()))
+        console.echo(f"wrote {ws.relative(view.best_config)} (comp train it on every fold, or pass --retrain-best)")
+    figures = ", ".join(ws.relative(p) for p in view.figures)
+    console.echo(f"wrote {ws.relative(view.trials_csv)}" + (f", {figures}" if figures else ""))
+    return view
+
+
+def _param(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
 
 
 @app.command()
@@ -530,6 +700,7 @@ def report(
         ],
         right=range(1, 5),
     )
+    _print_seed_spread(ws, run)
     for note in rep.notes:
         console.warn(note)
     console.echo(

@@ -26,6 +26,7 @@ class ModelConfig:
 
     model: str = ""
     save_models: bool = False  # keep each fold's fitted model under runs/<run>/fold-<k>/
+    seeds: int = 1  # models per fold, each with its own seed, probabilities averaged (comp.seeds)
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:

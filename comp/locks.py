@@ -30,6 +30,36 @@ its fold for the next one; the run is complete when `runs/<run>/oof.parquet` app
 tells which folds are being trained now, and by whom. run.yaml's ``digest`` ties every done.json to
 the config, fold file and data of the run: a fold finished under another digest counts as not done.
 
+**Seeds** (`seeds: N > 1`): each fold is N tasks (fold k, seed s). The task holds
+`.lock/fold-<k>-seed-<s>.lock` (owner in `fold-<k>-seed-<s>.json`), writes only
+`fold-<k>/seed-<s>/`, arrays first and its own `done.json` last. Whoever finds every seed of fold k
+done takes the run lock and writes the fold's mean arrays and then `fold-<k>/done.json`, so step 4
+and every reader see a fold exactly as with one seed. With one seed a task is the whole fold and
+the layout is the one above.
+
+**Executors** (`comp train --executor local|slurm`, :mod:`comp.executors`) add nothing to this
+protocol: they start one `comp train ... --fold k [--seed-index s]` per missing task and let the
+locks above decide. Any task may run twice, die, or be requeued; the run is assembled by the last
+one to finish (or by the parent that launched them, if it finds every fold done).
+
+**Studies** (`comp tune`, :mod:`comp.tune`): `runs/<study>/` holds study.yaml (the study's identity:
+config, space, folds, metric), the Optuna storage and one run per trial, `runs/<study>/trial-<n>/`,
+which follows the run protocol above.
+
+```
+runs/<study>/.lock/study.lock           held briefly: to check or write study.yaml, and around every
+                                        ask (a new trial and its worker tag) and every stale-trial check
+runs/<study>/.lock/worker-<id>.lock     held by a `comp tune` worker for as long as it lives
+runs/<study>/study.journal.lock         the journal file's append lock (flock, see JournalLock)
+```
+
+A worker tags each trial it asks for with its id (user attribute ``comp_worker``) under the study
+lock. A RUNNING trial whose worker's lock is free belongs to a dead worker: whoever asks next (or
+`comp tune --show`) fails it, under the study lock, and queues its parameters again (Optuna's
+``RetryHeartbeatStaleTrialCallback``); the retry trains in the same run folder, so its finished
+folds are kept. This is a heartbeat that needs no clock: the kernel frees the lock the moment the
+worker dies, on any storage.
+
 The locks are `filelock.FileLock`s, i.e. `flock(2)` (which Linux maps to NFS byte-range locks on an
 NFS mount), released by the kernel when the holder dies: kill -9 never leaves a stale lock behind. On a file system without working locks (some FUSE mounts), use one worker per run.
 The `.json` owner files are for messages only: they are read while the lock is held by someone.
@@ -73,12 +103,17 @@ def run_lock_path(run_dir: Path) -> Path:
     return lock_dir(run_dir) / "run.lock"
 
 
-def fold_lock_path(run_dir: Path, fold: int) -> Path:
-    return lock_dir(run_dir) / f"fold-{fold}.lock"
+def _task_name(fold: int, seed: int | None) -> str:
+    return f"fold-{fold}" if seed is None else f"fold-{fold}-seed-{seed}"
 
 
-def fold_owner_path(run_dir: Path, fold: int) -> Path:
-    return lock_dir(run_dir) / f"fold-{fold}.json"
+def fold_lock_path(run_dir: Path, fold: int, seed: int | None = None) -> Path:
+    """The lock of fold ``fold`` (``seed`` None) or of one seed's task of it."""
+    return lock_dir(run_dir) / f"{_task_name(fold, seed)}.lock"
+
+
+def fold_owner_path(run_dir: Path, fold: int, seed: int | None = None) -> Path:
+    return lock_dir(run_dir) / f"{_task_name(fold, seed)}.json"
 
 
 def _file_lock(path: Path):
@@ -122,11 +157,12 @@ def run_lock(run_dir: Path, timeout: float = RUN_LOCK_TIMEOUT) -> Iterator[None]
 
 
 class FoldLock:
-    """The lock of one fold, held while it trains; ``release()`` (or the process's death) frees it."""
+    """The lock of one fold (or of one seed's task of it, ``seed``), held while it trains;
+    ``release()`` (or the process's death) frees it."""
 
-    def __init__(self, run_dir: Path, fold: int):
-        self.run_dir, self.fold = Path(run_dir), fold
-        self.path = fold_lock_path(run_dir, fold)
+    def __init__(self, run_dir: Path, fold: int, seed: int | None = None):
+        self.run_dir, self.fold, self.seed = Path(run_dir), fold, seed
+        self.path = fold_lock_path(run_dir, fold, seed)
         self._lock = _file_lock(self.path)
 
     def acquire(self, timeout: float | None = 0) -> bool:
@@ -135,7 +171,7 @@ class FoldLock:
             return False
         from comp.runs import now
 
-        write_json(fold_owner_path(self.run_dir, self.fold),
+        write_json(fold_owner_path(self.run_dir, self.fold, self.seed),
                    {"host": socket.gethostname(), "pid": os.getpid(), "started": now()})
         return True
 
@@ -150,39 +186,118 @@ class FoldLock:
         self.release()
 
 
-def fold_holder(run_dir: Path, fold: int) -> Owner | None:
-    """Who trains fold ``fold`` now, or None when no process holds its lock.
-
-    Probes by taking the lock without waiting, so never call it for a fold this process holds.
-    """
-    path = fold_lock_path(run_dir, fold)
+def _is_held(path: Path) -> bool:
+    """Whether some process holds the lock file ``path`` (probed by taking it without waiting)."""
     if not path.exists():
-        return None
+        return False
     lock = _file_lock(path)
     if _acquire(lock, path, 0):
         lock.release()
+        return False
+    return True
+
+
+def fold_holder(run_dir: Path, fold: int, seed: int | None = None) -> Owner | None:
+    """Who trains fold ``fold`` (or its seed ``seed``) now, or None when no process holds its lock.
+
+    Probes by taking the lock without waiting, so never call it for a lock this process holds.
+    """
+    if not _is_held(fold_lock_path(run_dir, fold, seed)):
         return None
-    return read_owner(run_dir, fold) or Owner("?", 0, "?")
+    return read_owner(run_dir, fold, seed) or Owner("?", 0, "?")
 
 
-def read_owner(run_dir: Path, fold: int) -> Owner | None:
+def read_owner(run_dir: Path, fold: int, seed: int | None = None) -> Owner | None:
     try:
-        raw = json.loads(fold_owner_path(run_dir, fold).read_text(encoding="utf-8"))
+        raw = json.loads(fold_owner_path(run_dir, fold, seed).read_text(encoding="utf-8"))
         return Owner(str(raw["host"]), int(raw["pid"]), str(raw["started"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
+def _seed_locks(run_dir: Path, fold: int) -> list[int]:
+    return sorted(int(p.stem.rsplit("-", 1)[1]) for p in lock_dir(run_dir).glob(f"fold-{fold}-seed-*.lock")
+                  if p.stem.rsplit("-", 1)[1].isdigit())
+
+
 def busy_folds(run_dir: Path, folds: range | list[int], mine: set[int] | frozenset = frozenset()) -> dict[int, Owner]:
-    """The folds among ``folds`` (except ``mine``) that another process is training, with who."""
+    """The folds among ``folds`` (except ``mine``) that another process is training, whole or one
+    of its seeds, with who."""
     out = {}
     for k in folds:
         if k in mine:
             continue
         owner = fold_holder(run_dir, k)
+        for s in _seed_locks(run_dir, k) if owner is None else ():
+            owner = fold_holder(run_dir, k, s)
+            if owner is not None:
+                break
         if owner is not None:
             out[k] = owner
     return out
+
+
+# ---- studies (comp tune) ------------------------------------------------------------------------
+
+
+def study_lock(study_dir: Path, timeout: float = RUN_LOCK_TIMEOUT):
+    """Hold the study lock of ``runs/<study>/`` for the block: study.yaml, asks, stale-trial checks."""
+    return _held(lock_dir(study_dir) / "study.lock", f"study '{Path(study_dir).name}'", timeout)
+
+
+@contextlib.contextmanager
+def _held(path: Path, what: str, timeout: float) -> Iterator[None]:
+    lock = _file_lock(path)
+    if not _acquire(lock, path, timeout):
+        raise RunError(f"{what} is locked by another comp process ({path}) for more than {timeout:.0f} s; "
+                       "let it finish and retry")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def worker_lock_path(study_dir: Path, worker: str) -> Path:
+    return lock_dir(study_dir) / f"worker-{worker}.lock"
+
+
+class WorkerLock:
+    """Held by a `comp tune` worker for its whole life: its trials are alive while it is held."""
+
+    def __init__(self, study_dir: Path):
+        self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+        self.path = worker_lock_path(study_dir, self.id)
+        self._lock = _file_lock(self.path)
+        _acquire(self._lock, self.path, None)
+
+    def release(self) -> None:
+        if self._lock.is_locked:
+            self._lock.release()
+        self.path.unlink(missing_ok=True)
+
+
+def worker_alive(study_dir: Path, worker: str) -> bool:
+    """Whether the `comp tune` worker ``worker`` still holds its lock (a dead one never does)."""
+    return _is_held(worker_lock_path(study_dir, worker))
+
+
+class JournalLock:
+    """The append lock of an Optuna journal file, on flock (``JournalFileBackend(lock_obj=...)``).
+
+    Optuna's own journal locks (a symlink or an O_EXCL file) outlive a worker killed while it
+    appends and are broken by others only after a 30 s grace period (and are then broken even if
+    their holder is merely slow); the kernel frees a flock the moment its holder dies.
+    """
+
+    def __init__(self, journal: Path):
+        self.path = Path(f"{journal}.lock")
+        self._lock = _file_lock(self.path)
+
+    def acquire(self) -> bool:
+        return _acquire(self._lock, self.path, None)
+
+    def release(self) -> None:
+        self._lock.release()
 
 
 # ---- submissions ----------------------------------------------------------------------------------

@@ -23,11 +23,12 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def saved_model_dir(paths, fold: int) -> Path:
+def saved_model_dir(paths, fold: int, seed: int = 0, n_seeds: int = 1) -> Path:
     """``fold-<k>/adapter/`` when the fold saved a peft adapter (the base model is named in its
-    config and reloaded from the backbone), else ``fold-<k>/model/``."""
-    adapter = paths.fold_adapter_dir(fold)
-    return adapter if adapter.is_dir() else paths.fold_model_dir(fold)
+    config and reloaded from the backbone), else ``fold-<k>/model/``; with several seeds, the same
+    under ``fold-<k>/seed-<s>/``."""
+    folder = paths.task_dir(fold, seed, n_seeds)
+    return folder / "adapter" if (folder / "adapter").is_dir() else folder / "model"
 
 
 def predict_run(
@@ -61,7 +62,8 @@ def predict_run(
     config = build(family.Config, record.get("config", {}), str(paths.run_yaml))
     folds = record.get("folds", {})
     n_folds = int(folds.get("n_folds", 0))
-    missing = [k for k in range(n_folds) if not saved_model_dir(paths, k).is_dir()]
+    n_seeds = int(getattr(config, "seeds", 1))
+    missing = [k for k in range(n_folds) if not all(saved_model_dir(paths, k, s, n_seeds).is_dir() for s in range(n_seeds))]
     if not n_folds or missing:
         shown = ", ".join(map(str, missing)) or "all"
         raise RunError(
@@ -74,21 +76,26 @@ def predict_run(
     ids, texts = read_texts(test_csv, settings)
     task = TaskInfo(settings.task, classes, settings.metric, settings.min_labels)
     P = np.zeros((len(texts), len(classes)))
+    from comp.seeds import mean_of, task_seed
+
     for k in range(n_folds):
-        context = FoldContext(
-            fold=k,
-            seed=int(folds.get("seed", 0)) + k,
-            cache_dir=ws.cache_dir,
-            fold_dir=paths.fold_dir(k),
-            log=log,
-            is_main_process=is_main_process(),
-        )
-        model = family.Model.load(saved_model_dir(paths, k), config, task, context)
-        fold_P = np.asarray(model.predict_proba(texts), dtype=np.float64)
-        if fold_P.shape != P.shape:
-            raise RunError(f"fold {k} of run '{run_name}' returned shape {fold_P.shape}, expected {P.shape}")
+        seed_P = []
+        for s in range(n_seeds):
+            context = FoldContext(
+                fold=k,
+                seed=task_seed(int(folds.get("seed", 0)), k, s),
+                cache_dir=ws.cache_dir,
+                fold_dir=paths.task_dir(k, s, n_seeds),
+                log=log,
+                is_main_process=is_main_process(),
+            )
+            model = family.Model.load(saved_model_dir(paths, k, s, n_seeds), config, task, context)
+            seed_P.append(np.asarray(model.predict_proba(texts), dtype=np.float64))
+            if seed_P[-1].shape != P.shape:
+                raise RunError(f"fold {k} of run '{run_name}' returned shape {seed_P[-1].shape}, expected {P.shape}")
+            del model
+        fold_P = seed_P[0] if n_seeds == 1 else mean_of(seed_P)  # as comp train averages the seeds
         P += fold_P / n_folds
-        del model
         log(f"predict {run_name}: fold {k} done")
     frame = pd.DataFrame(P, columns=classes)
     frame.insert(0, settings.id_column, ids)

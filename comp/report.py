@@ -558,6 +558,9 @@ class Comparison:
 
 
 def compare_dir(ws: Workspace, names: Sequence[str]) -> Path:
+    from comp.workspace import file_safe
+
+    names = [file_safe(n) for n in names]  # a trial's study/trial-3
     label = "-vs-".join(names)
     if len(label) > 80:  # keep the folder name short; the hash keeps different sets apart
         label = f"{'-vs-'.join(names[:2])}-and-{len(names) - 2}-more-{hashlib.sha1(label.encode()).hexdigest()[:8]}"

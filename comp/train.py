@@ -3,7 +3,8 @@
 Before anything is written, comp.yaml, the config and the family's ``preflight`` are checked, so a
 bad value stops the run with one line instead of failing inside fold 0. Each finished fold leaves its
 arrays and then a done marker; a re-run skips finished folds, so an interrupted run continues where
-it stopped. Several processes (`--fold k` on machines that share the workspace, or plain
+it stopped. With ``seeds: N`` a fold is N tasks (one per seed, fold-<k>/seed-<s>/, each with its own
+marker) whose probabilities are averaged into the fold's arrays once the last is done (comp.seeds). Several processes (`--fold k` on machines that share the workspace, or plain
 `comp train` twice) share a run through the locks of :mod:`comp.locks`: the config is checked and
 run.yaml written under the run lock, each fold is trained under its own lock, and whoever finishes
 the last fold assembles oof.parquet, test.parquet, scores.json and thresholds.json from all folds.
@@ -57,7 +58,7 @@ class TrainResult:
     pending: list[int]  # folds still missing (trained elsewhere with --fold)
     scores: OofScores | None  # set once every fold is done
     fold_seconds: dict[int, float]
-    busy: dict[int, str] = field(default_factory=dict)  # folds another process was training: who
+    busy: dict[str, str] = field(default_factory=dict)  # tasks another process was training ("fold 2"): who
     notes: list[str] = field(default_factory=list)  # what this call decided on its own (a replaced run, ...)
 
 
@@ -113,7 +114,8 @@ def _difference(paths: RunPaths, record: dict[str, Any], config: dict[str, Any],
 
 
 def _done_folds(paths: RunPaths, n_folds: int) -> list[int]:
-    return [k for k in range(n_folds) if paths.fold_done(k).is_file()]
+    """Folds with a done marker, or with one seed's (a run of several seeds may have no whole fold yet)."""
+    return [k for k in range(n_folds) if paths.fold_done(k).is_file() or any(paths.fold_dir(k).glob("seed-*/done.json"))]
 
 
 def _describe_busy(busy: dict) -> str:
@@ -171,9 +173,10 @@ def _prepare_run(paths: RunPaths, new_record: dict[str, Any], defaults: dict[str
     return record
 
 
-def _fold_state(paths: RunPaths, k: int, digest: str, n_valid: int, n_test: int, n_outputs: int) -> str:
-    """``done`` (complete, this run's), ``missing``, ``other`` (another config's) or ``damaged: why``."""
-    marker = paths.fold_done(k)
+def _dir_state(directory: Path, digest: str, n_valid: int, n_test: int, n_outputs: int) -> str:
+    """State of a fold's (or one seed's) folder: ``done`` (complete, this run's), ``missing``,
+    ``other`` (another config's) or ``damaged: why``."""
+    marker = directory / "done.json"
     if not marker.is_file():
         return "missing"
     try:
@@ -182,7 +185,7 @@ def _fold_state(paths: RunPaths, k: int, digest: str, n_valid: int, n_test: int,
         return f"damaged: {marker.name} is unreadable"
     if facts.get("digest", digest) != digest:
         return "other"
-    for path, shape in ((paths.fold_oof(k), (n_valid, n_outputs)), (paths.fold_test(k), (n_test, n_outputs))):
+    for path, shape in ((directory / "oof.npy", (n_valid, n_outputs)), (directory / "test.npy", (n_test, n_outputs))):
         try:
             array = np.load(path)
         except (OSError, ValueError, EOFError) as exc:
@@ -192,20 +195,90 @@ def _fold_state(paths: RunPaths, k: int, digest: str, n_valid: int, n_test: int,
     return "done"
 
 
-def train(ws: Workspace, config_path: Path, *, n_folds: int | None = None, seed: int | None = None,
-          only_fold: int | None = None, overrides: list[str] | None = None, name: str | None = None,
-          force: bool = False, wait: bool = False, echo: Callable[[str], None] | None = None) -> TrainResult:
-    """Train (or resume) run ``name`` (default: the config's file stem) out-of-fold.
+def _fold_state(paths: RunPaths, k: int, digest: str, n_valid: int, n_test: int, n_outputs: int) -> str:
+    return _dir_state(paths.fold_dir(k), digest, n_valid, n_test, n_outputs)
 
-    ``only_fold`` trains one fold; ``wait``: a fold another process is training is waited for rather
-    than skipped.
-    """
+
+@dataclass(frozen=True)
+class Unit:
+    """One task of a run: fold ``fold`` trained with seed index ``seed`` (0 when the run has one seed)."""
+
+    fold: int
+    seed: int = 0
+    n_seeds: int = 1
+
+    @property
+    def label(self) -> str:
+        return f"fold {self.fold}" if self.n_seeds == 1 else f"fold {self.fold} seed {self.seed}"
+
+    @property
+    def lock_seed(self) -> int | None:
+        """The seed part of the task's lock: none with one seed (the fold's own lock)."""
+        return None if self.n_seeds == 1 else self.seed
+
+
+@dataclass
+class RunPlan:
+    """Everything a run's tasks need, checked, with run.yaml written (:func:`prepare_run`)."""
+
+    ws: Workspace
+    paths: RunPaths
+    config: Any
+    family: Any
+    task: TaskInfo
+    comp: Competition
+    folds: np.ndarray  # (n_train,) fold of each row
+    n_folds: int
+    seed: int  # the fold seed: comp.yaml's or --seed
+    record: dict[str, Any]
+    log: RunLog
+    main: bool
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def digest(self) -> str:
+        return self.record["digest"]
+
+    @property
+    def n_seeds(self) -> int:
+        return int(getattr(self.config, "seeds", 1))
+
+    def shape(self, k: int) -> tuple[int, int, int]:
+        return int((self.folds == k).sum()), len(self.comp.test_texts), self.task.n_outputs
+
+    def fold_state(self, k: int) -> str:
+        return _fold_state(self.paths, k, self.digest, *self.shape(k))
+
+    def unit_dir(self, unit: Unit) -> Path:
+        return self.paths.task_dir(unit.fold, unit.seed, unit.n_seeds)
+
+    def unit_state(self, unit: Unit) -> str:
+        return _dir_state(self.unit_dir(unit), self.digest, *self.shape(unit.fold))
+
+    def units(self, folds: list[int] | None = None, seed_index: int | None = None) -> list[Unit]:
+        seeds = range(self.n_seeds) if seed_index is None else [seed_index]
+        return [Unit(k, s, self.n_seeds) for k in (range(self.n_folds) if folds is None else folds) for s in seeds]
+
+    def missing_units(self, folds: list[int] | None = None) -> list[Unit]:
+        """The tasks still to train (of ``folds``): not done, in folds that are not done."""
+        return [u for u in self.units(folds) if self.fold_state(u.fold) != "done" and self.unit_state(u) != "done"]
+
+    def pending_folds(self) -> list[int]:
+        return [k for k in range(self.n_folds) if self.fold_state(k) != "done"]
+
+
+def prepare_run(ws: Workspace, config_path: Path, *, n_folds: int | None = None, seed: int | None = None,
+                overrides: list[str] | None = None, name: str | None = None, force: bool = False,
+                selected: list[int] | None = None, echo: Callable[[str], None] | None = None) -> RunPlan:
+    """Check comp.yaml, the config (and the family's preflight) and the fold file, then check the run
+    against run.yaml, or write it, under the run lock. ``force`` clears the ``selected`` folds."""
     settings = ws.load_settings()
     settings.require_schema()
     config = load_model_config(config_path, overrides)
     family = get_family(config.model)
     task = task_info(settings)
     try:
+        check_seeds(config)
         preflight(family, config, task)
     except ConfigError as exc:
         raise ConfigError(f"{config_path}: {exc}") from None
@@ -213,8 +286,9 @@ def train(ws: Workspace, config_path: Path, *, n_folds: int | None = None, seed:
     paths = ws.run(run_name)
     n_folds = check_folds(n_folds, settings)
     seed = settings.seed if seed is None else seed
-    if only_fold is not None and not 0 <= only_fold < n_folds:
-        raise RunError(f"--fold {only_fold} is out of range: folds are 0..{n_folds - 1}")
+    for k in selected or []:
+        if not 0 <= k < n_folds:
+            raise RunError(f"--fold {k} is out of range: folds are 0..{n_folds - 1}")
     main = is_main_process()
     log = RunLog(paths.log if main else None, echo if main else None)
 
@@ -246,51 +320,107 @@ def train(ws: Workspace, config_path: Path, *, n_folds: int | None = None, seed:
         "git_commit": git_commit(ws.root),
         "created": now(),
     }
-    selected = [only_fold] if only_fold is not None else list(range(n_folds))
     notes: list[str] = []
     if main:
         with run_lock(paths.dir):
-            record = _prepare_run(paths, new_record, to_dict(family.Config()), n_folds, selected, force, log, notes)
-        log(f"run {run_name}: model {config.model}, {n_folds} folds from {fold_record['file']}")
+            record = _prepare_run(paths, new_record, to_dict(family.Config()), n_folds,
+                                  list(range(n_folds)) if selected is None else selected, force, log, notes)
+        log(f"run {run_name}: model {config.model}, {n_folds} folds from {fold_record['file']}"
+            + (f", {config.seeds} seeds per fold" if config.seeds > 1 else ""))
         log(f"config: {config_dict}", echo=False)
     else:
         record = _wait_for_run_yaml(paths)
-    digest = record["digest"]
+    return RunPlan(ws, paths, config, family, task, comp, folds, n_folds, seed, record, log, main, notes)
 
-    shapes = {k: (int((folds == k).sum()), len(comp.test_texts), task.n_outputs) for k in range(n_folds)}
+
+def check_seeds(config) -> None:
+    seeds = getattr(config, "seeds", 1)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"seeds must be 1 or more (models averaged per fold), got {seeds!r}")
+
+
+def train(ws: Workspace, config_path: Path, *, n_folds: int | None = None, seed: int | None = None,
+          only_fold: int | None = None, only_folds: list[int] | None = None, seed_index: int | None = None,
+          seeds: int | None = None, overrides: list[str] | None = None, name: str | None = None,
+          force: bool = False, wait: bool = False, echo: Callable[[str], None] | None = None,
+          on_fold: Callable[[RunPlan, int], None] | None = None,
+          on_epoch: Callable[[int, float, float], None] | None = None) -> TrainResult:
+    """Train (or resume) run ``name`` (default: the config's file stem) out-of-fold.
+
+    ``only_fold`` / ``only_folds`` train those folds; ``seed_index`` only that seed of them (with
+    ``seeds: N``); ``seeds`` overrides the config's. ``wait``: a task another process is training is
+    waited for rather than skipped. Hooks for a tuner: ``on_fold(plan, k)`` once fold k is complete
+    (trained here or before), ``on_epoch(k, epoch, score)`` from families that report epochs; either
+    may raise to stop the run (the fold lock is released, finished folds are kept).
+    """
+    overrides = [*(overrides or []), *([f"seeds={seeds}"] if seeds is not None else [])]
+    selected = [only_fold] if only_fold is not None else (sorted(set(only_folds)) if only_folds else None)
+    plan = prepare_run(ws, config_path, n_folds=n_folds, seed=seed, overrides=overrides, name=name, force=force,
+                       selected=selected, echo=echo)
+    if seed_index is not None and not 0 <= seed_index < plan.n_seeds:
+        raise RunError(f"--seed-index {seed_index} is out of range: run '{plan.paths.name}' has seeds "
+                       f"0..{plan.n_seeds - 1} (seeds: {plan.n_seeds})")
+    trained, skipped, busy = train_units(plan, plan.units(selected, seed_index), wait, on_fold, on_epoch)
+    pending, scores = finish_run(plan)
+    fold_seconds = {k: float(s) for k, s in fold_facts(plan.paths, plan.n_folds, "seconds").items() if s is not None}
+    return TrainResult(plan.paths.name, trained, skipped, pending, scores, fold_seconds, busy, plan.notes)
+
+
+def train_units(plan: RunPlan, units: list[Unit], wait: bool = False,
+                on_fold: Callable[[RunPlan, int], None] | None = None,
+                on_epoch: Callable[[int, float, float], None] | None = None) -> tuple[list[int], list[int], dict]:
+    """Train ``units`` (those not done), each under its lock. Returns the folds trained here, the
+    folds found done, and the tasks another process was training: {label: who}."""
+    paths = plan.paths
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     trained, skipped, busy = [], [], {}
-    for k in selected:
-        if not main:  # rank 0 holds the locks for the whole launch; the other ranks follow its folds
-            if _fold_state(paths, k, digest, *shapes[k]) == "done":
-                skipped.append(k)
-                continue
-            train_fold(family, config, task, comp, folds, k, seed, ws, paths, log, main, digest=digest)
-            trained.append(k)
-            continue
-        lock = _claim_fold(paths, k, digest, shapes[k], wait, log)
-        if lock is None:
+    for k in dict.fromkeys(u.fold for u in units):
+        if plan.fold_state(k) == "done":
             skipped.append(k)
+            if on_fold is not None:
+                on_fold(plan, k)
             continue
-        if not isinstance(lock, FoldLock):
-            if distributed:
-                raise RunError(f"fold {k} of run '{run_name}' is being trained by another process ({lock.describe()}); "
-                               "a multi-GPU launch cannot skip a fold: wait for it, or launch with --fold")
-            busy[k] = lock.describe()
-            log(f"fold {k}: skipped, another process is training it ({lock.describe()})")
-            continue
-        with lock:
-            train_fold(family, config, task, comp, folds, k, seed, ws, paths, log, main, digest=digest)
-        trained.append(k)
+        for unit in (u for u in units if u.fold == k):
+            if not plan.main:  # rank 0 holds the locks for the whole launch; the other ranks follow its tasks
+                if plan.unit_state(unit) != "done":
+                    train_fold(plan, unit, on_epoch)
+                    trained.append(k)
+                continue
+            lock = _claim(plan, unit, wait)
+            if lock is None:
+                continue
+            if not isinstance(lock, FoldLock):
+                if distributed:
+                    raise RunError(f"{unit.label} of run '{paths.name}' is being trained by another process "
+                                   f"({lock.describe()}); a multi-GPU launch cannot skip a fold: wait for it, or "
+                                   "launch with --fold")
+                busy[unit.label] = lock.describe()
+                plan.log(f"{unit.label}: skipped, another process is training it ({lock.describe()})")
+                continue
+            with lock:
+                train_fold(plan, unit, on_epoch)
+            trained.append(k)
+        if plan.n_seeds > 1 and plan.main:
+            complete_fold(plan, k)
+        if k not in trained and plan.fold_state(k) == "done":
+            skipped.append(k)  # done by another process meanwhile (e.g. the one --wait waited for)
+        if on_fold is not None and plan.fold_state(k) == "done":
+            on_fold(plan, k)
+    return list(dict.fromkeys(trained)), skipped, busy
 
-    pending = [k for k in range(n_folds) if _fold_state(paths, k, digest, *shapes[k]) != "done"]
-    scores = None
-    if not pending and main:
-        with run_lock(paths.dir):
-            _check_still_ours(paths, digest)
-            scores = assemble(ws, paths, comp, folds, log)
-    fold_seconds = {k: float(s) for k, s in _fold_facts(paths, n_folds, "seconds").items() if s is not None}
-    return TrainResult(run_name, trained, skipped, pending, scores, fold_seconds, busy, notes)
+
+def finish_run(plan: RunPlan) -> tuple[list[int], OofScores | None]:
+    """The folds still missing, and the scores once none is: whoever finds every fold done
+    assembles the run (under the run lock)."""
+    if plan.main and plan.n_seeds > 1:  # a task that died between its seed's marker and the fold's
+        for k in range(plan.n_folds):
+            complete_fold(plan, k)
+    pending = plan.pending_folds()
+    if pending or not plan.main:
+        return pending, None
+    with run_lock(plan.paths.dir):
+        _check_still_ours(plan.paths, plan.digest)
+        return [], assemble(plan.ws, plan.paths, plan.comp, plan.folds, plan.log, n_seeds=plan.n_seeds)
 
 
 def _wait_for_run_yaml(paths: RunPaths, timeout: float = 600.0) -> dict[str, Any]:
@@ -310,50 +440,54 @@ def _check_still_ours(paths: RunPaths, digest: str) -> None:
         )
 
 
-def _claim_fold(paths: RunPaths, k: int, digest: str, shape: tuple[int, int, int], wait: bool, log: RunLog):
-    """Fold ``k``'s lock to train it, None when it is done, or the Owner training it elsewhere."""
+def _claim(plan: RunPlan, unit: Unit, wait: bool):
+    """The task's lock to train it, None when it (or its fold) is done, or the Owner training it elsewhere."""
+    paths, k = plan.paths, unit.fold
     with run_lock(paths.dir):
-        _check_still_ours(paths, digest)
-        state = _fold_state(paths, k, digest, *shape)
-        if state == "done":
+        _check_still_ours(paths, plan.digest)
+        if plan.fold_state(k) == "done" or (state := plan.unit_state(unit)) == "done":
             return None
-        lock = FoldLock(paths.dir, k)
+        lock = FoldLock(paths.dir, k, unit.lock_seed)
         if lock.acquire(0):
-            _prepare_fold(paths, k, state, log)
+            _prepare_unit(plan, unit, state)
             return lock
-    owner = fold_holder(paths.dir, k)
+    owner = fold_holder(paths.dir, k, unit.lock_seed)
     if not wait:
-        return owner if owner is not None else _claim_fold(paths, k, digest, shape, wait, log)
-    log(f"fold {k}: waiting for the process training it ({owner.describe() if owner else 'gone'})")
+        return owner if owner is not None else _claim(plan, unit, wait)
+    plan.log(f"{unit.label}: waiting for the process training it ({owner.describe() if owner else 'gone'})")
     lock.acquire(None)
     with run_lock(paths.dir):
-        _check_still_ours(paths, digest)
-        state = _fold_state(paths, k, digest, *shape)
-        if state == "done":
+        _check_still_ours(paths, plan.digest)
+        if plan.fold_state(k) == "done" or (state := plan.unit_state(unit)) == "done":
             lock.release()
             return None
-        _prepare_fold(paths, k, state, log)
+        _prepare_unit(plan, unit, state)
         return lock
 
 
-def _prepare_fold(paths: RunPaths, k: int, state: str, log: RunLog) -> None:
-    """Before (re)training fold ``k``: drop what a damaged attempt, or one of another config, left
-    (an interrupted attempt of this run keeps its checkpoints, to resume inside the fold)."""
+def _prepare_unit(plan: RunPlan, unit: Unit, state: str) -> None:
+    """Before (re)training a task: drop what a damaged attempt, or one of another config, left in its
+    folder (an interrupted attempt of this run keeps its checkpoints, to resume inside the fold)."""
     if state.startswith("damaged"):
-        log.warn(f"fold {k}: {state.removeprefix('damaged: ')}; retraining fold {k}")
+        plan.log.warn(f"{unit.label}: {state.removeprefix('damaged: ')}; retraining {unit.label}")
     if state != "missing":
-        shutil.rmtree(paths.fold_dir(k), ignore_errors=True)
+        shutil.rmtree(plan.unit_dir(unit), ignore_errors=True)
 
 
-def train_fold(family, config, task: TaskInfo, comp: Competition, folds: np.ndarray, k: int, seed: int,
-               ws: Workspace, paths: RunPaths, log: RunLog, main: bool, digest: str | None = None) -> float:
+def train_fold(plan: RunPlan, unit: Unit, on_epoch: Callable[[int, float, float], None] | None = None) -> float:
+    """Fit one task (fold, seed) on the other folds' rows and save its validation and test probabilities."""
+    from comp.seeds import task_seed
+
+    config, task, comp, log, k = plan.config, plan.task, plan.comp, plan.log, unit.fold
     started = time.perf_counter()
-    train_rows, valid_rows = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+    train_rows, valid_rows = np.flatnonzero(plan.folds != k), np.flatnonzero(plan.folds == k)
     texts = comp.train_texts
-    log(f"fold {k}: training on {len(train_rows)} rows, validating on {len(valid_rows)}")
-    context = FoldContext(fold=k, seed=seed + k, cache_dir=ws.cache_dir, fold_dir=paths.fold_dir(k), log=log,
-                          warn=log.warn, is_main_process=main)
-    model = family.Model(config, task, context)
+    out = plan.unit_dir(unit)
+    log(f"{unit.label}: training on {len(train_rows)} rows, validating on {len(valid_rows)}")
+    context = FoldContext(fold=k, seed=task_seed(plan.seed, k, unit.seed), cache_dir=plan.ws.cache_dir, fold_dir=out,
+                          log=log, warn=log.warn, is_main_process=plan.main,
+                          on_epoch=None if on_epoch is None else (lambda epoch, value: on_epoch(k, epoch, value)))
+    model = plan.family.Model(config, task, context)
     train_texts = [texts[i] for i in train_rows]
     valid_texts = [texts[i] for i in valid_rows]
     with warnings.catch_warnings(record=True) as caught:
@@ -362,33 +496,63 @@ def train_fold(family, config, task: TaskInfo, comp: Competition, folds: np.ndar
         oof = np.asarray(model.predict_proba(valid_texts), dtype=np.float64)
         test = np.asarray(model.predict_proba(comp.test_texts), dtype=np.float64)
     # library warnings (e.g. a solver that did not converge) belong in train.log, once per message
-    for message in dict.fromkeys(f"fold {k}: {w.category.__name__}: {str(w.message).splitlines()[0]}" for w in caught
-                                 if not issubclass(w.category, DeprecationWarning | FutureWarning)):
+    for message in dict.fromkeys(f"{unit.label}: {w.category.__name__}: {str(w.message).splitlines()[0]}"
+                                 for w in caught if not issubclass(w.category, DeprecationWarning | FutureWarning)):
         log.warn(message)
     expected = (len(valid_rows), task.n_outputs)
     if oof.shape != expected or test.shape != (len(comp.test_texts), task.n_outputs):
         raise RunError(f"model '{config.model}' returned probabilities of shape {oof.shape}, expected {expected}")
     for name, values in (("validation", oof), ("test", test)):
         if not np.isfinite(values).all() or values.min() < -1e-6 or values.max() > 1 + 1e-6:
-            raise RunError(f"fold {k}: model '{config.model}' returned {name} probabilities that are NaN or outside "
-                           "[0, 1]; nothing was saved for this fold (check the config, e.g. a learning rate too high)")
+            raise RunError(f"{unit.label}: model '{config.model}' returned {name} probabilities that are NaN or "
+                           "outside [0, 1]; nothing was saved for this fold (check the config, e.g. a learning rate "
+                           "too high)")
     seconds = time.perf_counter() - started
-    if main:
+    if plan.main:
         if config.save_models:
             # adapter families (LoRA, IA3) keep only adapter + head, with the base model's id
             adapter = getattr(model, "saves_adapter", False)
-            model.save(paths.fold_adapter_dir(k) if adapter else paths.fold_model_dir(k))
-        write_npy(paths.fold_oof(k), oof)
-        write_npy(paths.fold_test(k), test)
-        # the marker is written last: its presence means the fold's arrays are complete
-        write_json(paths.fold_done(k), {"fold": k, "seconds": round(seconds, 2), "train_rows": len(train_rows),
-                                        "valid_rows": len(valid_rows), "finished": now(),
-                                        "host": socket.gethostname(), "pid": os.getpid(), "digest": digest})
-    log(f"fold {k}: done in {seconds:.1f}s")
+            model.save(out / ("adapter" if adapter else "model"))
+        write_npy(out / "oof.npy", oof)
+        write_npy(out / "test.npy", test)
+        facts = {"fold": k, **({"seed": unit.seed, "seed_value": context.seed} if unit.n_seeds > 1 else {}),
+                 "seconds": round(seconds, 2), "train_rows": len(train_rows), "valid_rows": len(valid_rows),
+                 "finished": now(), "host": socket.gethostname(), "pid": os.getpid(), "digest": plan.digest}
+        # the marker is written last: its presence means the task's arrays are complete
+        write_json(out / "done.json", facts)
+    log(f"{unit.label}: done in {seconds:.1f}s")
     return seconds
 
 
-def _fold_facts(paths: RunPaths, n_folds: int, key: str) -> dict[int, Any]:
+def complete_fold(plan: RunPlan, k: int) -> bool:
+    """With several seeds: once every seed of fold ``k`` is done, write the fold's mean arrays and its
+    done.json (under the run lock, by whichever process finds the last seed done). True when the fold
+    is done."""
+    from comp.seeds import mean_of
+
+    if plan.fold_state(k) == "done":
+        return True
+    units = plan.units([k])
+    if any(plan.unit_state(u) != "done" for u in units):
+        return False
+    paths = plan.paths
+    with run_lock(paths.dir):
+        _check_still_ours(paths, plan.digest)
+        if plan.fold_state(k) == "done":
+            return True
+        dirs = [plan.unit_dir(u) for u in units]
+        facts = [json.loads((d / "done.json").read_text(encoding="utf-8")) for d in dirs]
+        write_npy(paths.fold_oof(k), mean_of([np.load(d / "oof.npy") for d in dirs]))
+        write_npy(paths.fold_test(k), mean_of([np.load(d / "test.npy") for d in dirs]))
+        write_json(paths.fold_done(k), {"fold": k, "seeds": len(units), "seconds": round(sum(f["seconds"] for f in facts), 2),
+                                        "train_rows": facts[0]["train_rows"], "valid_rows": facts[0]["valid_rows"],
+                                        "finished": now(), "host": socket.gethostname(), "pid": os.getpid(),
+                                        "digest": plan.digest})
+    plan.log(f"fold {k}: {len(units)} seeds averaged")
+    return True
+
+
+def fold_facts(paths: RunPaths, n_folds: int, key: str) -> dict[int, Any]:
     """One field of every fold's done.json (seconds, finished, host, ...), by fold."""
     out = {}
     for k in range(n_folds):
@@ -399,7 +563,8 @@ def _fold_facts(paths: RunPaths, n_folds: int, key: str) -> dict[int, Any]:
     return out
 
 
-def assemble(ws: Workspace, paths: RunPaths, comp: Competition, folds: np.ndarray, log: RunLog) -> OofScores:
+def assemble(ws: Workspace, paths: RunPaths, comp: Competition, folds: np.ndarray, log: RunLog,
+             n_seeds: int = 1) -> OofScores:
     """Gather every fold's arrays (whichever process trained them) into the run's files and score the OOF.
     The caller holds the run lock."""
     settings = comp.settings
@@ -410,15 +575,30 @@ def assemble(ws: Workspace, paths: RunPaths, comp: Competition, folds: np.ndarra
         oof[folds == k] = np.load(paths.fold_oof(k))
         test += np.load(paths.fold_test(k)) / n_folds
     scores = evaluate_oof(oof, comp.Y, folds, settings.task, settings.metric, settings.min_labels)
-    fold_seconds = {k: v for k, v in _fold_facts(paths, n_folds, "seconds").items() if isinstance(v, int | float)}
+    fold_seconds = {k: v for k, v in fold_facts(paths, n_folds, "seconds").items() if isinstance(v, int | float)}
     for row in scores.per_fold:
         row["seconds"] = fold_seconds.get(row["fold"])
     total = round(sum(fold_seconds.values()), 2)
+    extra = {"task": settings.task, "n_folds": n_folds, "seconds": total}
+    if n_seeds > 1:
+        from comp.seeds import seed_spread
+
+        per_seed = []
+        for s in range(n_seeds):
+            seed_oof = np.zeros_like(oof)
+            for k in range(n_folds):
+                seed_oof[folds == k] = np.load(paths.seed_dir(k, s) / "oof.npy")
+            per_seed.append(seed_oof)
+        extra["seeds"] = seed_spread(per_seed, comp.Y, folds, settings, scores)
     write_run_outputs(paths, settings.id_column, settings.output_names, comp.train_ids, folds, oof, comp.test_ids, test,
-                      scores.scores_json({"task": settings.task, "n_folds": n_folds, "seconds": total}),
+                      scores.scores_json(extra),
                       scores.thresholds_json(settings.output_names, settings.task, settings.min_labels))
     record = read_run_yaml(paths)
     record.update({"completed": now(), "seconds": total})
     write_run_yaml(paths, record)
     log(f"cv {settings.metric}: at 0.5 {scores.at_05:.4f}, tuned {scores.tuned:.4f}, honest {scores.honest:.4f}")
+    if n_seeds > 1:
+        from comp.seeds import describe_spread
+
+        log(describe_spread(extra["seeds"], settings.metric))
     return scores

@@ -5,8 +5,11 @@
   comp.yaml                 competition settings (CompSettings)
   configs/<run>.yaml        one model per file
   data/                     train.csv, test.csv, sample_submission.csv, folds-k{K}-s{S}.csv
-  runs/<run>/               run.yaml, oof.parquet, test.parquet, scores.json, thresholds.json, fold-<k>/,
-                            .lock/ (run and fold locks: comp.locks)
+  runs/<run>/               run.yaml, oof.parquet, test.parquet, scores.json, thresholds.json, fold-<k>/
+                            (with `seeds: N > 1`: fold-<k>/seed-<s>/ per seed), .lock/ (comp.locks)
+  runs/<study>/             a `comp tune` study: study.yaml, study.journal, trial-<n>/ (each an ordinary
+                            run, named <study>/trial-<n>), figures
+  configs/<name>-best.yaml  the best trial's resolved config
   submissions/              <YYYYmmdd-HHMMSS>-<run>.csv, ledger.db
   .cache/                   embeddings and tokenised texts, safe to delete
 ```
@@ -17,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ COMP_YAML = "comp.yaml"
 TASKS = ("multilabel", "multiclass", "binary")
 SUBMISSION_FORMATS = ("labels", "probabilities")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+STUDY_YAML = "study.yaml"  # marks runs/<study>/ as a study: its trials are runs named <study>/trial-<n>
 
 
 @dataclass
@@ -159,12 +163,19 @@ def check_folds(n_folds: int | None, settings: CompSettings, option: str = "--fo
 
 
 def check_run_name(name: str) -> str:
-    if not _RUN_NAME.match(name):
+    """A run's name: letters, digits, '.', '_', '-'; a study's trial is ``<study>/trial-<n>``."""
+    parts = name.split("/")
+    if len(parts) > 2 or not all(_RUN_NAME.match(part) for part in parts):
         raise CompError(
             f"run name '{name}' is not allowed: use letters, digits, '.', '_' and '-', starting with a "
-            "letter or digit"
+            "letter or digit (a tuning trial is STUDY/trial-N)"
         )
     return name
+
+
+def file_safe(name: str) -> str:
+    """A run name as one file-name component (a trial's ``study/trial-3`` -> ``study--trial-3``)."""
+    return name.replace("/", "--")
 
 
 class Workspace:
@@ -249,12 +260,22 @@ class Workspace:
 
     # ---- runs and submissions ----------------------------------------------------------------
     def run(self, name: str) -> RunPaths:
-        return RunPaths(self.runs_dir / check_run_name(name))
+        return RunPaths(self.runs_dir / check_run_name(name), name)
 
     def run_names(self) -> list[str]:
+        """Every run, a study's trials included (as ``<study>/trial-<n>``)."""
         if not self.runs_dir.is_dir():
             return []
-        return sorted(p.name for p in self.runs_dir.iterdir() if (p / "run.yaml").is_file())
+        names = []
+        for p in self.runs_dir.iterdir():
+            if (p / "run.yaml").is_file():
+                names.append(p.name)
+            elif (p / STUDY_YAML).is_file():
+                names += [f"{p.name}/{t.name}" for t in p.iterdir() if (t / "run.yaml").is_file()]
+        return sorted(names, key=_natural)
+
+    def study_dir(self, name: str) -> Path:
+        return self.runs_dir / check_run_name(name)
 
     @property
     def reports_dir(self) -> Path:
@@ -270,7 +291,7 @@ class Workspace:
         return self.submissions_dir / "ledger.db"
 
     def submission_csv(self, run: str, stamp: str) -> Path:
-        return self.submissions_dir / f"{stamp}-{run}.csv"
+        return self.submissions_dir / f"{stamp}-{file_safe(run)}.csv"
 
     def relative(self, path: Path) -> str:
         """A path as the user should see it: relative to the workspace when inside it."""
@@ -280,15 +301,21 @@ class Workspace:
             return str(path)
 
 
+def _natural(name: str) -> list:
+    """Sort key in which trial-10 follows trial-9."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 @dataclass(frozen=True)
 class RunPaths:
     """Files of one run: a trained model family or an ensemble; both have the same files."""
 
     dir: Path
-    name: str = field(init=False)
+    name: str = ""  # as the user names it (``study/trial-3`` for a trial); default: the folder's name
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "name", self.dir.name)
+        if not self.name:
+            object.__setattr__(self, "name", self.dir.name)
 
     @property
     def exists(self) -> bool:
@@ -347,6 +374,25 @@ class RunPaths:
 
     def fold_checkpoint_dir(self, fold: int) -> Path:
         return self.fold_dir(fold) / "checkpoint"
+
+    # ---- seeds: with `seeds: N > 1` each fold is N tasks, fold-<k>/seed-<s>/ (comp.seeds) ---------
+    def seed_dir(self, fold: int, seed_index: int) -> Path:
+        """Written only by the task (fold, seed): its arrays, done.json, model/ and checkpoints."""
+        return self.fold_dir(fold) / f"seed-{seed_index}"
+
+    def task_dir(self, fold: int, seed_index: int, n_seeds: int) -> Path:
+        """Where task (fold, seed) writes: the fold's own folder when the run has one seed."""
+        return self.fold_dir(fold) if n_seeds == 1 else self.seed_dir(fold, seed_index)
+
+    @property
+    def tasks_dir(self) -> Path:
+        """`--executor local`: one log per task (fold-3.log, fold-3-seed-1.log, worker-2.log)."""
+        return self.dir / "tasks"
+
+    @property
+    def slurm_dir(self) -> Path:
+        """`--executor slurm`: submitit's folder (job scripts, pickled tasks, %j logs)."""
+        return self.dir / "slurm"
 
 
 def _first_line(exc: BaseException) -> str:

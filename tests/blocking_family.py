@@ -2,7 +2,9 @@
 
 With ``COMP_TEST_BARRIER=DIR`` in the environment, fitting fold k creates ``DIR/started-<k>`` and then
 waits until ``DIR/release-<k>`` exists, so a test decides exactly when a fold (in another process)
-is "in training": it can start a second worker meanwhile, or kill -9 the first. Registered only by
+is "in training": it can start a second worker meanwhile, or kill -9 the first. A run of several
+seeds uses ``<k>.<s>`` for seed s of fold k (``release-<k>`` releases all its seeds).
+``COMP_TEST_FAIL_FOLD=k`` makes fitting fold k raise. Registered only by
 :func:`comp_command`, which runs the real `comp` command line in a subprocess.
 """
 
@@ -28,12 +30,16 @@ class Config(tfidf.Config):
 
 class Model(tfidf.Model):
     def fit(self, texts, Y, valid=None):
+        fold = self.context.fold
+        if os.environ.get("COMP_TEST_FAIL_FOLD") == str(fold):
+            raise RuntimeError(f"injected failure in fold {fold}")
         barrier = os.environ.get("COMP_TEST_BARRIER")
         if barrier:
-            fold = self.context.fold
-            Path(barrier, f"started-{fold}").write_text(str(os.getpid()))
+            where = self.context.fold_dir.name
+            tag = f"{fold}.{where.split('-')[1]}" if where.startswith("seed-") else str(fold)
+            Path(barrier, f"started-{tag}").write_text(str(os.getpid()))
             deadline = time.monotonic() + 120
-            while not Path(barrier, f"release-{fold}").exists():
+            while not (Path(barrier, f"release-{tag}").exists() or Path(barrier, f"release-{fold}").exists()):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"fold {fold} was never released")
                 time.sleep(0.02)
@@ -42,6 +48,9 @@ class Model(tfidf.Model):
 
 _MAIN = ("import sys, comp.models; comp.models.FAMILIES['blocking'] = 'tests.blocking_family'; "
          "from comp.cli import main; sys.argv = ['comp', *sys.argv[1:]]; main()")
+
+
+COMMAND = [sys.executable, "-c", _MAIN]  # a `comp` that knows ``blocking``, for an executor's tasks
 
 
 def comp_command(*args) -> list[str]:

@@ -51,7 +51,7 @@ def test_interrupted_run_resumes_to_identical_oof(ws, monkeypatch):
     real = training.train_fold
 
     def crash_on_fold_3(*args, **kwargs):
-        if args[5] == 3:  # k
+        if args[1].fold == 3:  # (plan, unit)
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 

@@ -296,3 +296,26 @@ def test_shipped_configs_load(name):
 def test_report_to_names_an_unknown_tracker():
     with pytest.raises(ConfigError, match=r"report_to 'neptune' is not one of tensorboard, wandb, mlflow"):
         build(T.Config, {"backbone": "x", "report_to": ["neptune"]}, "m.yaml")
+
+
+def test_each_epoch_is_reported_to_a_tuner_which_can_stop_the_fold(bert_dir, tmp_path):
+    """The per-epoch pruning hook of `comp tune` (FoldContext.on_epoch)."""
+    import optuna
+
+    texts, Y = synthetic(60, "multilabel", seed=2)
+    task = TaskInfo("multilabel", CLASSES)
+    config = _config(bert_dir, epochs=2, batch_size=16)
+    seen = []
+    context = _context(tmp_path / "all")
+    context.on_epoch = lambda epoch, value: seen.append((epoch, value))
+    model = T.Model(config, task, context).fit(texts[:40], Y[:40], valid=(texts[40:], Y[40:]))
+    assert [e for e, _ in seen] == [h["epoch"] for h in model.history_] == [1.0, 2.0]
+    assert [v for _, v in seen] == [h["score"] for h in model.history_]
+
+    def prune(epoch, value):
+        raise optuna.TrialPruned()
+
+    context = _context(tmp_path / "pruned")
+    context.on_epoch = prune
+    with pytest.raises(optuna.TrialPruned):
+        T.Model(config, task, context).fit(texts[:40], Y[:40], valid=(texts[40:], Y[40:]))

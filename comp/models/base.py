@@ -35,10 +35,13 @@ class FoldContext:
     fold: int
     seed: int
     cache_dir: Path  # workspace-wide cache shared by runs (embeddings, tokenised texts)
-    fold_dir: Path  # runs/<run>/fold-<k>/
+    fold_dir: Path  # runs/<run>/fold-<k>/ (with several seeds: fold-<k>/seed-<s>/)
     log: Callable[[str], None] = field(default=print)
     warn: Callable[[str], None] = field(default=lambda message: print(f"warning: {message}"))
     is_main_process: bool = True
+    # (epoch, validation score): called by families that evaluate per epoch, so that a tuner can
+    # prune the trial (it may raise to stop training; the fold then has no done marker)
+    on_epoch: Callable[[float, float], None] | None = None
 
 
 class Model(Protocol):

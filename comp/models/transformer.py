@@ -228,6 +228,8 @@ class Model:
             extra.append(callbacks.MinEpochsEarlyStopping(c.patience, 0.0, c.min_epochs))
         if valid_rows is not None and c.checkpoint_every:
             extra.append(callbacks.CheckpointEvery(c.checkpoint_every))
+        if valid_rows is not None and ctx.on_epoch is not None:
+            extra.append(callbacks.ReportEpochs(ctx.on_epoch))
 
         def compute_metrics(prediction):
             P = losses.probabilities(prediction.predictions, self.task.task)

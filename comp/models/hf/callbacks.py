@@ -116,6 +116,20 @@ class CheckpointEvery(TrainerCallback):
             control.should_save = True
 
 
+class ReportEpochs(TrainerCallback):
+    """Hands each evaluation's validation score to ``report(epoch, score)`` (a tuner's pruner, see
+    FoldContext.on_epoch); an exception it raises (optuna.TrialPruned) stops training, and the fold
+    stays unfinished."""
+
+    def __init__(self, report):
+        self.report = report
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        value = (metrics or {}).get("eval_score")
+        if value is not None and state.is_world_process_zero:
+            self.report(float(state.epoch or 0), float(value))
+
+
 class AdaLoraAllocation(TrainerCallback):
     """AdaLoRA re-allocates its ranks from the gradients after each optimizer step, before they are
     cleared: peft leaves that call to the training loop."""
