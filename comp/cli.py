@@ -230,7 +230,7 @@ def runs(
     metric: Annotated[str | None, typer.Option("--metric", help="Show every run's CV in this metric (where recorded).")] = None,
     sort: Annotated[str | None, typer.Option("--sort", help="Best first by at_0.5 | tuned | honest (within one metric).")] = None,
 ) -> None:
-    """List every run: model, folds, metric, CV at 0.5 / tuned / honest, training time."""
+    """List every run: model, folds, metric (↑ higher is better, ↓ lower), CV at 0.5 / tuned / honest, time."""
     from comp.evaluation import ESTIMATES
     from comp.metrics import get_metric
     from comp.runs import list_runs
@@ -262,8 +262,9 @@ def runs(
                   [(s.name, s.model, s.folds, _metric_label(s.metric, s.greater_is_better), console.fmt(s.at_05),
                     console.fmt(s.tuned), console.fmt(s.honest), "-" if s.seconds is None else f"{s.seconds:.0f}",
                     s.status) for s in summaries], right=(4, 5, 6, 7))
-    if metric is not None and "-" in by_metric:
-        console.warn(f"no {metric} score recorded for {', '.join(by_metric['-'])}; add one with "
+    missing = [s.name for s in summaries if s.status == "done" and s.tuned is None]
+    if metric is not None and missing:
+        console.warn(f"no {metric} score recorded for {', '.join(missing)}; add one with "
                      f"`comp thresholds RUN --metric {metric}`")
     others = {m: names for m, names in by_metric.items() if m not in (main, "-")}
     if others:
@@ -274,9 +275,10 @@ def runs(
 
 
 def _metric_label(metric: str | None, greater_is_better: bool | None) -> str:
+    """The metric with its direction: an arrow up when higher is better, down when lower is."""
     if metric is None:
         return "-"
-    return f"{metric} {'(higher)' if greater_is_better else '(lower)' if greater_is_better is False else ''}".strip()
+    return f"{metric} {'↑' if greater_is_better else '↓' if greater_is_better is False else '?'}"
 
 
 @app.command()
