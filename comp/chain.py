@@ -116,10 +116,13 @@ class Chain:
         self.decision_ = clone(decision).fit(self.oof_, Y)
         return self
 
-    def predict_proba(self, M) -> np.ndarray:
-        """Probabilities ``(n_samples, n_classes)`` for members ``M`` ``(n_members, n_samples, n_classes)``."""
+    def _check_fitted(self) -> None:
         if not hasattr(self, "decision_"):
             raise RuntimeError("Chain is not fitted; call fit(M, Y, folds) first")
+
+    def predict_proba(self, M) -> np.ndarray:
+        """Probabilities ``(n_samples, n_classes)`` for members ``M`` ``(n_members, n_samples, n_classes)``."""
+        self._check_fitted()
         X = self.blender_.transform(check_members(M))
         for step in self.steps_:
             X = step.transform(X)
@@ -127,6 +130,7 @@ class Chain:
 
     def predict(self, M) -> np.ndarray:
         """0/1 labels ``(n_samples, n_classes)``: the fitted decision on :meth:`predict_proba`."""
+        self._check_fitted()
         return self.decision_.transform(self.predict_proba(M))
 
 
@@ -196,7 +200,7 @@ def cross_fit(chain: Chain, M, Y, folds, metric: str) -> CrossFit:
     thresholds = []
     for k in ids:
         held = folds == k
-        fitted = Chain(chain.blender, chain.steps, chain.decision, task).fit(M[:, ~held], Y[~held], folds[~held])
+        fitted = clone(chain).fit(M[:, ~held], Y[~held], folds[~held])
         proba[held] = fitted.predict_proba(M[:, held])
         labels[held] = fitted.decision_.transform(proba[held])
         thresholds.append(np.asarray(fitted.decision_.thresholds_, dtype=float))

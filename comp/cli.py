@@ -191,7 +191,7 @@ def _print_scores(scores, title: str | None = None) -> None:
     label = f"{scores.metric} ({scores.direction})"
     console.table(f"{title}: {label} by fold" if title else f"{label} by fold",
                   ["fold", "rows", "at 0.5", "tuned", "honest", "seconds"], rows, right=range(0, 6))
-    console.echo(f"tuned flatters the CV by {scores.optimism:+.4f} {scores.metric} over honest "
+    console.echo(f"tuned flatters the CV by {scores.optimism + 0.0:+.4f} {scores.metric} over honest "
                  "(fitting on the OOF and scoring on it)")
 
 
@@ -306,7 +306,8 @@ def thresholds(
                       ["class", "support", "threshold", "F1 at 0.5", "F1 tuned"],
                       [(c, int(half["support"][j]), f"{scores.thresholds[j]:.3f}", f"{half['f1'][j]:.4f}",
                         f"{tuned['f1'][j]:.4f}") for j, c in enumerate(data.classes)], right=(1, 2, 3, 4))
-    _print_scores(scores, f"run {run} ({scores.method})")
+    console.echo(f"decision: {scores.method}")
+    _print_scores(scores, f"run {run}")
     sign = 1.0 if scores.greater_is_better else -1.0
     if scores.tuned_for is not None and sign * (scores.honest - scores.at_05) < 0:
         console.warn(f"tuned thresholds score worse than 0.5/argmax on held-out folds (honest {scores.honest:.4f} vs "
