@@ -36,7 +36,8 @@ class MeanBlender:
         self.task = task
 
     def fit(self, M, Y=None) -> MeanBlender:
-        self.weights_ = np.full(check_members(M).shape[0], 1.0 / len(M))
+        n_members = check_members(M).shape[0]
+        self.weights_ = np.full(n_members, 1.0 / n_members)
         return self
 
     def transform(self, M) -> np.ndarray:

@@ -16,6 +16,8 @@ probabilities. Test rows use the meta-model fitted on every OOF row.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from comp.chain import check_members
@@ -38,6 +40,19 @@ def check_meta_model(name: str) -> str:
                 "meta-model 'lightgbm' needs the LightGBM package: pip install 'comp[stack]' (or pip install lightgbm)"
             ) from None
     return name
+
+
+@functools.cache
+def _controller():
+    """The BLAS/OpenMP thread pools of the loaded libraries (found once: finding them takes ms)."""
+    import sklearn.linear_model  # noqa: F401  (loads the BLAS the controller must see)
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _one_thread():
+    return _controller().limit(limits=1)
 
 
 class _Constant:
@@ -110,6 +125,13 @@ class StackBlender:
         check_meta_model(self.meta_model)
         M = check_members(M)
         Y = check_labels(Y, task, "Y")
+        # one BLAS/OpenMP thread: the meta-models' inputs are narrow (members x classes columns), so
+        # threads cost more than they save, and one thread gives the same bytes on every machine
+        with _one_thread():
+            return self._fit(M, Y)
+
+    def _fit(self, M: np.ndarray, Y: np.ndarray) -> StackBlender:
+        task = self.task
         n_members, _, n_classes = M.shape
         F = self._logits(M)
         self.mean_ = F.mean(axis=0)
@@ -134,6 +156,10 @@ class StackBlender:
         return self
 
     def transform(self, M) -> np.ndarray:
+        with _one_thread():
+            return self._transform(M)
+
+    def _transform(self, M) -> np.ndarray:
         X = self._inputs(M)
         if self.task == "multiclass":
             (present, model), = self.models_

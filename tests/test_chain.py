@@ -65,11 +65,11 @@ def test_a_new_post_processor_is_one_class_and_is_cross_fitted():
 
 def test_cross_fit_fits_the_whole_chain_without_each_fold():
     M, Y, folds = _data(2)
-    chain = Chain(CaruanaBlender("f1_micro"), decision=ThresholdOptimizer("f1_micro"))
+    chain = Chain(CaruanaBlender("f1_macro"), decision=ThresholdOptimizer("f1_micro"))
     honest = cross_fit(chain, M, Y, folds, "f1_micro")
     for k in range(4):
         held = folds == k
-        blender = CaruanaBlender("f1_micro").fit(M[:, ~held], Y[~held])
+        blender = CaruanaBlender("f1_macro").fit(M[:, ~held], Y[~held])
         opt = ThresholdOptimizer("f1_micro").fit(blender.transform(M[:, ~held]), Y[~held])
         np.testing.assert_array_equal(honest.proba[held], blender.transform(M[:, held]))
         np.testing.assert_array_equal(honest.labels[held], opt.transform(blender.transform(M[:, held])))

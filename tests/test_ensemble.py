@@ -73,22 +73,26 @@ def test_weighted_honest_refits_weights_and_thresholds_without_each_fold(ws):
     assert result.scores.honest == pytest.approx(score("f1_macro", Y, labels, "multilabel"))
 
 
-def test_stack_oof_is_nested_and_test_uses_every_oof_row(ws):
-    make_ensemble(ws, ["tfidf", "nbsvm"], "stack-nested", "stack")
+@pytest.fixture(scope="module")
+def stacked(ws):
+    return make_ensemble(ws, ["tfidf", "nbsvm"], "stacked", "stack")
+
+
+def test_stack_oof_is_nested_and_test_uses_every_oof_row(ws, stacked):
     M, T, folds, Y = _members(ws)
-    run = load_run(ws, "stack-nested")
+    run = load_run(ws, "stacked")
     for k in range(4):
         fit, held = folds != k, folds == k
         expected = StackBlender().fit(M[:, fit], Y[fit]).transform(M[:, held])
         np.testing.assert_allclose(run.oof[held], expected, rtol=0, atol=1e-12)
     np.testing.assert_allclose(run.test, StackBlender().fit(M, Y).transform(T), rtol=0, atol=1e-12)
     # the thresholds are fitted on the nested OOF
-    t = json.loads(ws.run("stack-nested").thresholds.read_text())["thresholds"]
+    t = json.loads(ws.run("stacked").thresholds.read_text())["thresholds"]
     np.testing.assert_allclose(list(t.values()), ThresholdOptimizer("f1_macro").fit(run.oof, Y).thresholds_)
 
 
-def test_stack_honest_cv_refits_meta_model_and_thresholds_without_each_fold(ws):
-    result = make_ensemble(ws, ["tfidf", "nbsvm"], "stack-honest", "stack")
+def test_stack_honest_cv_refits_meta_model_and_thresholds_without_each_fold(ws, stacked):
+    result = stacked
     M, _, folds, Y = _members(ws)
     k = 2
     fit, held = folds != k, folds == k
