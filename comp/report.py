@@ -523,7 +523,10 @@ def _run_html(report: RunReport, run, n_train: int, n_test: int) -> str:
             "weights, a stack's meta-model) fitted on the other folds and applied to each held-out fold; the last "
             "row is how much fitting on the OOF flatters the CV.</p>" + other_html,
         ),
-        ("Per fold", table_html(t.folds, decimals={"seconds": 1}) + table_html(t.spread)),
+        (
+            f"Per fold ({report.metric}, {direction(report.metric)})",
+            table_html(t.folds, decimals={"seconds": 1}) + table_html(t.spread),
+        ),
         ("Per-class F1", image_html(report.figures["f1"], "per-class F1")),
         ("Label prevalence", image_html(report.figures["prevalence"], "label prevalence")),
     ]
