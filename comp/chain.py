@@ -29,7 +29,9 @@ applied to fold k. A new post-processor is one class with ``fit``/``transform`` 
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -134,9 +136,32 @@ class Chain:
         return self.decision_.transform(self.predict_proba(M))
 
 
+# Fitted cross-fitted steps by (step, rows): nested cross-fitting fits a stack on the same rows many
+# times (fold k's chain without fold j, fold j's without fold k; the chain on all folds but k and
+# cross_fit's copy for fold k), so K folds need 1 + K + K(K-1)/2 distinct fits instead of (K+1)^2 - K.
+# Fits are deterministic, so a hit returns what a new fit would; fitted steps are never changed.
+_FITTED: OrderedDict[tuple, Any] = OrderedDict()
+_FITTED_MAX = 64
+
+
+def _fit_cached(step, X: np.ndarray, Y: np.ndarray):
+    if not getattr(step, "cross_fit_output", False):
+        return clone(step).fit(X, Y)
+    digest = hashlib.blake2b(np.ascontiguousarray(X).tobytes(), digest_size=20)
+    digest.update(np.ascontiguousarray(Y).tobytes())
+    key = (type(step).__qualname__, repr(sorted(get_params(step).items())), X.shape, Y.shape, digest.hexdigest())
+    if key in _FITTED:
+        _FITTED.move_to_end(key)
+        return _FITTED[key]
+    fitted = _FITTED[key] = clone(step).fit(X, Y)
+    while len(_FITTED) > _FITTED_MAX:
+        _FITTED.popitem(last=False)
+    return fitted
+
+
 def _fit_step(step, X: np.ndarray, Y: np.ndarray, folds: np.ndarray | None):
     """The step fitted on all rows, and the output the next step is fitted on."""
-    fitted = clone(step).fit(X, Y)
+    fitted = _fit_cached(step, X, Y)
     if not getattr(step, "cross_fit_output", False):
         return fitted, fitted.transform(X)
     name = type(step).__name__
@@ -151,7 +176,7 @@ def _fit_step(step, X: np.ndarray, Y: np.ndarray, folds: np.ndarray | None):
     out = None
     for k in ids:
         held = folds == k
-        part = clone(step).fit(_rows(X, ~held), Y[~held]).transform(_rows(X, held))
+        part = _fit_cached(step, _rows(X, ~held), Y[~held]).transform(_rows(X, held))
         if out is None:
             out = np.empty((Y.shape[0], part.shape[1]))
         out[held] = part

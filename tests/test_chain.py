@@ -102,3 +102,26 @@ def test_members_and_labels_must_line_up():
         cross_fit(Chain(MeanBlender()), M, Y, [0, 1, 2], "f1_macro")
     with pytest.raises(RuntimeError, match="Chain is not fitted"):
         Chain(MeanBlender()).predict(M)
+
+
+def test_nested_cross_fitting_fits_each_distinct_set_of_rows_once():
+    fits = []
+
+    class CountingShift(PriorShift):
+        def fit(self, P, Y):
+            fits.append(len(P))
+            return super().fit(P, Y)
+
+    M, Y, folds = _data(6)
+    chain = Chain(MeanBlender(), steps=[CountingShift(strength=0.5)], decision=ThresholdOptimizer())
+    evaluate = chain.fit(M, Y, folds)
+    honest = cross_fit(chain, M, Y, folds, "f1_macro")
+    # all rows, each fold left out (K), each pair of folds left out (K(K-1)/2): 1 + 4 + 6
+    assert sorted(fits) == [150] * 6 + [225] * 4 + [300]
+    # the same as fitting afresh every time
+    fresh = [PriorShift(0.5).fit(evaluate.blender_.transform(M)[folds != k], Y[folds != k]) for k in range(4)]
+    for k in range(4):
+        held = folds == k
+        np.testing.assert_array_equal(evaluate.oof_[held], fresh[k].transform(M.mean(0)[held]))
+    assert honest.score == cross_fit(Chain(MeanBlender(), steps=[PriorShift(0.5)], decision=ThresholdOptimizer()),
+                                     M, Y, folds, "f1_macro").score
