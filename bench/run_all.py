@@ -1,6 +1,6 @@
 """Run every benchmark in bench/ in turn; each writes its own section of docs/benchmarks.md.
 
-    .venv/bin/python bench/run_all.py [NAME ...]     (names: thresholds quality transformer decoders)
+    .venv/bin/python bench/run_all.py [NAME ...]     (names: thresholds quality stack transformer decoders)
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["thresholds", "quality", "transformer", "decoders"]
+ORDER = ["thresholds", "quality", "stack", "transformer", "decoders"]
 
 
 def main() -> int:
