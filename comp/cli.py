@@ -191,13 +191,16 @@ def _metric_label(metric: str | None, higher: bool | None) -> str:
 
 
 def _print_scores(scores, title: str | None = None) -> None:
+    """A run's CV by fold, titled with its metric and direction."""
     rows = [(r["fold"], r["rows"], console.fmt(r["at_0.5"]), console.fmt(r["tuned"]), console.fmt(r["honest"]),
              "-" if r.get("seconds") is None else f"{r['seconds']:.1f}") for r in scores.per_fold]
     rows.append(("all", sum(r["rows"] for r in scores.per_fold), console.fmt(scores.at_05), console.fmt(scores.tuned),
                  console.fmt(scores.honest), ""))
-    console.table(title or f"{scores.metric} by fold", ["fold", "rows", "at 0.5", "tuned", "honest", "seconds"], rows,
-                  right=range(0, 6))
-    console.echo(f"tuned - honest = {scores.optimism:+.4f} (how much tuning thresholds on the OOF flatters the CV)")
+    label = f"{scores.metric} ({scores.direction})"
+    console.table(f"{title}: {label} by fold" if title else f"{label} by fold",
+                  ["fold", "rows", "at 0.5", "tuned", "honest", "seconds"], rows, right=range(0, 6))
+    console.echo(f"tuned flatters the CV by {scores.optimism + 0.0:+.4f} {scores.metric} over honest "
+                 "(fitting on the OOF and scoring on it)")
 
 
 _FAN_OUT = "Fan-out (executors)"
@@ -274,7 +277,7 @@ def _print_train_result(ws, result) -> None:
         console.echo(f"run {result.run}: folds {', '.join(map(str, result.pending))} still to train; the run's files "
                      "are assembled when every fold is done")
         return
-    _print_scores(result.scores, f"run {result.run}: {result.scores.metric} by fold")
+    _print_scores(result.scores, f"run {result.run}")
     _print_seed_spread(ws, result.run)
     console.echo(f"wrote {ws.relative(ws.run(result.run).dir)}/ (oof.parquet, test.parquet, scores.json, thresholds.json)")
 
@@ -406,18 +409,59 @@ def _param(value) -> str:
 
 
 @app.command()
-def runs() -> None:
-    """List every run: model, folds, CV at 0.5 / tuned / honest, training time."""
+def runs(
+    metric: Annotated[str | None, typer.Option("--metric", help="Show every run's CV in this metric (where recorded).")] = None,
+    sort: Annotated[str | None, typer.Option("--sort", help="Best first by at_0.5 | tuned | honest (within one metric).")] = None,
+) -> None:
+    """List every run: model, folds, metric (↑ higher is better, ↓ lower), CV at 0.5 / tuned / honest, time."""
+    from comp.evaluation import ESTIMATES
+    from comp.metrics import get_metric
     from comp.runs import list_runs
 
     ws = workspace()
-    summaries = list_runs(ws)
+    if metric is not None:
+        get_metric(metric)
+    if sort is not None and sort not in ESTIMATES:
+        raise CompError(f"--sort {sort} is not one of {', '.join(ESTIMATES)}")
+    summaries = list_runs(ws, metric)
     if not summaries:
         console.echo("no runs yet: `comp train configs/tfidf.yaml`")
         return
-    console.table(None, ["run", "model", "folds", "at 0.5", "tuned", "honest", "seconds", "status"],
-                  [(s.name, s.model, s.folds, console.fmt(s.at_05), console.fmt(s.tuned), console.fmt(s.honest),
-                    "-" if s.seconds is None else f"{s.seconds:.0f}", s.status) for s in summaries], right=(3, 4, 5, 6))
+    main = metric or ws.load_settings().metric
+    by_metric: dict[str, list[str]] = {}
+    for s in summaries:
+        by_metric.setdefault(s.metric or "-", []).append(s.name)
+    if sort is not None:
+        key = {"at_0.5": "at_05"}.get(sort, sort)
+
+        def rank(s):
+            value = getattr(s, key)
+            # the shown metric first; within a metric best first, whichever way it points; unscored last
+            return (s.metric != main, s.metric or "", value is None,
+                    0.0 if value is None else (-value if s.greater_is_better is not False else value))
+
+        summaries = sorted(summaries, key=rank)
+    console.table(None, ["run", "model", "folds", "metric", "at 0.5", "tuned", "honest", "seconds", "status"],
+                  [(s.name, s.model, s.folds, _metric_label(s.metric, s.greater_is_better), console.fmt(s.at_05),
+                    console.fmt(s.tuned), console.fmt(s.honest), "-" if s.seconds is None else f"{s.seconds:.0f}",
+                    s.status) for s in summaries], right=(4, 5, 6, 7))
+    missing = [s.name for s in summaries if s.status == "done" and s.tuned is None]
+    if metric is not None and missing:
+        console.warn(f"no {metric} score recorded for {', '.join(missing)}; add one with "
+                     f"`comp thresholds RUN --metric {metric}`")
+    others = {m: names for m, names in by_metric.items() if m not in (main, "-")}
+    if others:
+        listed = "; ".join(f"{', '.join(names)} ({m})" for m, names in others.items())
+        console.warn(f"runs scored with another metric than {main}: {listed}. Their CV is not comparable with the "
+                     f"others'{' and they are sorted apart' if sort else ''}; show one metric with "
+                     f"`comp runs --metric {main}` or re-score with `comp thresholds RUN --metric {main}`")
+
+
+def _metric_label(metric: str | None, greater_is_better: bool | None) -> str:
+    """The metric with its direction: an arrow up when higher is better, down when lower is."""
+    if metric is None:
+        return "-"
+    return f"{metric} {'↑' if greater_is_better else '↓' if greater_is_better is False else '?'}"
 
 
 @app.command()
@@ -426,7 +470,9 @@ def thresholds(
     metric: Annotated[str | None, typer.Option("--metric", help="Metric to tune for (default: comp.yaml's).")] = None,
     offsets: Annotated[bool, typer.Option("--offsets", help="Multiclass: tune per-class offsets on the probabilities.")] = False,
 ) -> None:
-    """Re-fit per-class thresholds on a run's OOF and show what they gain, honestly estimated."""
+    """Re-fit a run's decision thresholds on its OOF for a metric and show what they gain, honestly
+    estimated. A probability metric (log_loss, roc_auc_macro) is scored and recorded next to the
+    run's thresholds, which it leaves as they are."""
     import numpy as np
 
     from comp.metrics import per_class
@@ -436,38 +482,54 @@ def thresholds(
     ws = workspace()
     scores, data, comp = rescore_run(ws, run, metric, offsets)
     settings = comp.settings
-    if settings.task != "multiclass" and not np.isnan(scores.thresholds).all():
+    if scores.tuned_for is not None and settings.task != "multiclass":
         half = per_class(comp.Y, apply_thresholds(data.oof, np.full(len(data.classes), 0.5), settings.task))
         tuned = per_class(comp.Y, apply_thresholds(data.oof, scores.thresholds, settings.task))
-        console.table(f"run {run}: per-class F1", ["class", "support", "threshold", "F1 at 0.5", "F1 tuned"],
+        console.table(f"run {run}: per-class F1 (thresholds tuned for {scores.tuned_for})",
+                      ["class", "support", "threshold", "F1 at 0.5", "F1 tuned"],
                       [(c, int(half["support"][j]), f"{scores.thresholds[j]:.3f}", f"{half['f1'][j]:.4f}",
                         f"{tuned['f1'][j]:.4f}") for j, c in enumerate(data.classes)], right=(1, 2, 3, 4))
-    _print_scores(scores, f"run {run}: {scores.metric} ({scores.method})")
-    if scores.honest < scores.at_05:
-        console.warn(f"tuned thresholds score lower than 0.5/argmax on held-out folds ({scores.honest:.4f} < "
-                     f"{scores.at_05:.4f}): they overfit the OOF; consider `comp thresholds {run}` without --offsets")
-    console.echo(f"wrote {ws.relative(ws.run(run).thresholds)}")
+    console.echo(f"decision: {scores.method}")
+    _print_scores(scores, f"run {run}")
+    sign = 1.0 if scores.greater_is_better else -1.0
+    if scores.tuned_for is not None and sign * (scores.honest - scores.at_05) < 0:
+        console.warn(f"tuned thresholds score worse than 0.5/argmax on held-out folds (honest {scores.honest:.4f} vs "
+                     f"{scores.at_05:.4f} {scores.metric}): they overfit the OOF"
+                     + (f"; consider `comp thresholds {run}` without --offsets" if offsets else ""))
+    if scores.tuned_for is None and data.scores.get("metric") not in (None, scores.metric):
+        console.echo(f"{scores.metric} scores probabilities: the decision thresholds stay tuned for "
+                     f"{data.scores.get('metric')}; recorded under other_metrics in {ws.relative(ws.run(run).scores)}")
+    else:
+        console.echo(f"wrote {ws.relative(ws.run(run).thresholds)} and {ws.relative(ws.run(run).scores)}")
 
 
 @app.command()
 def ensemble(
     runs: Annotated[list[str], typer.Argument(help="Runs to blend (trained on the same folds).")],
     name: Annotated[str, typer.Option("--name", help="Name of the ensemble run.")],
-    method: Annotated[str, typer.Option("--method", help="mean | rank | weighted (Caruana, on the OOF metric).")] = "mean",
+    method: Annotated[
+        str, typer.Option("--method", help="mean | rank | weighted (Caruana, on the metric) | stack (a meta-model per class).")
+    ] = "mean",
     metric: Annotated[str | None, typer.Option("--metric", help="Metric to optimise (default: comp.yaml's).")] = None,
+    meta_model: Annotated[str, typer.Option("--meta-model", help="stack: logistic | lightgbm (pip install 'comp[stack]').")] = "logistic",
+    meta_c: Annotated[float, typer.Option("--meta-c", help="stack, logistic: inverse L2 strength on standardised logits.")] = 1.0,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing run of that name.")] = False,
 ) -> None:
     """Blend runs into a new run (oof, test, scores, thresholds, weights), honestly scored."""
-    from comp.ensemble import make_ensemble
+    from comp.ensemble import best_member, make_ensemble
 
     ws = workspace()
-    result = make_ensemble(ws, runs, name, method, metric, force)
-    console.table(f"ensemble {name} ({method})", ["run", "weight", "honest CV"],
+    result = make_ensemble(ws, runs, name, method, metric, force, meta_model, meta_c)
+    scores = result.scores
+    label = f"{scores.metric} ({scores.direction})"
+    console.table(f"ensemble {name} ({method}): members in {label}", ["run", "weight", "honest CV"],
                   [(r, f"{w:.3f}", console.fmt(result.members[r].get("honest"))) for r, w in result.weights.items()],
                   right=(1, 2))
-    _print_scores(result.scores, f"ensemble {name}: {result.scores.metric} by fold")
-    best = max((m.get("honest") or float("-inf")) for m in result.members.values())
-    console.echo(f"honest CV {result.scores.honest:.4f} vs best member {best:.4f} ({result.scores.honest - best:+.4f})")
+    _print_scores(scores, f"ensemble {name}")
+    best, value = best_member(result.members, scores.metric)
+    gain = (scores.honest - value) * (1.0 if scores.greater_is_better else -1.0)
+    console.echo(f"honest CV {scores.honest:.4f} vs best member {best} {value:.4f} {scores.metric}: "
+                 f"{'better' if gain > 0 else 'worse' if gain < 0 else 'no change'} by {abs(gain):.4f}")
 
 
 # ---- submissions and the leaderboard -----------------------------------------------------------
@@ -662,6 +724,7 @@ def report(
     ] = None,
 ) -> None:
     """Per-class table, per-fold spread and figures of a run, in one self-contained report.html."""
+    from comp.evaluation import direction
     from comp.report import write_run_report
 
     ws = workspace()
@@ -692,7 +755,7 @@ def report(
         right=range(1, 9),
     )
     console.table(
-        f"{rep.metric} over folds",
+        f"{rep.metric} ({direction(rep.metric)}) over folds",
         ["estimate", "mean", "std", "min", "max"],
         [
             (r["estimate"], *(console.fmt(r[c]) for c in ("mean", "std", "min", "max")))
@@ -716,12 +779,14 @@ def compare(
         typer.Option("--out", help="Folder for the tables and figures (default: reports/compare-RUNS/)."),
     ] = None,
     method: Annotated[str, typer.Option("--method", help="OOF correlation: pearson | spearman.")] = "pearson",
+    metric: Annotated[str | None, typer.Option("--metric", help="CV of every run in this metric (default: comp.yaml's).")] = None,
 ) -> None:
-    """Per-class F1 (tuned) side by side and the OOF correlation between runs (low blends well)."""
+    """Per-class F1 (tuned) side by side, CV in one metric, and the OOF correlation between runs (low blends well)."""
+    from comp.evaluation import direction
     from comp.report import write_comparison
 
     ws = workspace()
-    result = write_comparison(ws, runs, out, method)
+    result = write_comparison(ws, runs, out, method, metric)
     names = result.runs
     console.table(
         "per-class F1 (tuned)",
@@ -733,7 +798,7 @@ def compare(
         right=range(1, len(names) + 2),
     )
     console.table(
-        f"CV ({result.metric})",
+        f"CV ({result.metric}, {direction(result.metric)})",
         ["run", "model", "at 0.5", "tuned", "honest"],
         [
             (
@@ -747,6 +812,8 @@ def compare(
         ],
         right=(2, 3, 4),
     )
+    for note in result.notes:
+        console.warn(note)
     console.table(
         f"OOF correlation ({method}, mean over classes)",
         ["run", *names],

@@ -1,8 +1,18 @@
-"""Blend runs trained on the same folds: mean, rank or weighted (Caruana's greedy selection).
+"""Ensembles of runs trained on the same folds: mean, rank, weighted (Caruana) and stack.
 
 An ensemble is written as a run with the same files as a trained model (plus weights.json), so
-`thresholds`, `submit`, `runs` and `report` take it unchanged. Because weights and thresholds are
-both fitted on the OOF, its honest estimate re-fits both on K-1 folds and scores the held-out fold.
+`thresholds`, `submit`, `runs` and `report` take it unchanged. Its blender and decision form one
+chain (``comp.chain``); the honest CV cross-fits the whole chain (weights or meta-model, and
+thresholds) without each held-out fold. run.yaml's ``config`` holds the blender's parameters, so
+`comp thresholds` rebuilds the same chain.
+
+weights.json::
+
+    {"method": "weighted", "members": [..], "metric": "f1_macro" | null, "greater_is_better": true | null,
+     "weights": {"tfidf": 0.6, ...}, "weights_are": "...", "meta_model": "logistic" (stack only)}
+
+``metric``: the objective the weights were fitted for (weighted only; mean, rank and stack fit no
+weights to a metric).
 """
 
 from __future__ import annotations
@@ -12,73 +22,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from comp.atomic import write_json
+from comp.blend import METHODS, blender_config, make_blender
+from comp.chain import Chain
 from comp.errors import RunError
-from comp.evaluation import OofScores, evaluate_oof, optimizer_for
-from comp.metrics import METRICS, score
+from comp.evaluation import OofScores, decision_for, evaluate_chain, evaluate_oof, greater_is_better
+from comp.metrics import METRICS
 from comp.runs import RunData, labels_for, load_run, now, package_versions, write_run_outputs, write_run_yaml
+from comp.stack import check_meta_model
 from comp.workspace import Workspace
 
-METHODS = ("mean", "rank", "weighted")
-
-
-def rank_transform(oof: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per class, map values to their quantile in the OOF distribution (test through the same map),
-    so that OOF and test stay on one scale and the OOF thresholds still apply to test."""
-    oof_r, test_r = np.empty_like(oof, dtype=float), np.empty_like(test, dtype=float)
-    n = len(oof)
-    for j in range(oof.shape[1]):
-        ref = np.sort(oof[:, j])
-        oof_r[:, j] = np.searchsorted(ref, oof[:, j], side="right") / n
-        test_r[:, j] = np.searchsorted(ref, test[:, j], side="right") / n
-    return oof_r, test_r
-
-
-def _normalise(P: np.ndarray, task: str) -> np.ndarray:
-    if task == "multiclass":
-        return P / np.clip(P.sum(axis=1, keepdims=True), 1e-12, None)
-    return P
-
-
-class CaruanaBlender:
-    """Greedy forward selection with replacement (Caruana et al., 2004).
-
-    ``fit(members, Y)`` takes a list of OOF arrays, each (n_samples, n_outputs), and sets ``weights_``
-    (non-negative, summing to one): at each step the member whose addition most improves the metric
-    (after threshold tuning) is added once more; stops after ``max_steps`` or when nothing improves
-    for ``patience`` steps.
-    """
-
-    def __init__(self, metric: str, task: str, min_labels: int = 0, max_steps: int = 40, patience: int = 5):
-        self.metric, self.task, self.min_labels = metric, task, min_labels
-        self.max_steps, self.patience = max_steps, patience
-
-    def _score(self, P: np.ndarray, Y: np.ndarray) -> float:
-        if METRICS[self.metric].needs_proba:
-            return score(self.metric, Y, P, self.task)
-        return optimizer_for(self.metric, self.task, self.min_labels).fit(P, Y).score_
-
-    def fit(self, members: list[np.ndarray], Y: np.ndarray) -> CaruanaBlender:
-        sign = 1.0 if METRICS[self.metric].greater_is_better else -1.0
-        counts = np.zeros(len(members), dtype=int)
-        total = np.zeros_like(members[0], dtype=float)
-        best_score, best_counts, since_best = -np.inf, None, 0
-        for _ in range(self.max_steps):
-            trials = [sign * self._score((total + m) / (counts.sum() + 1), Y) for m in members]
-            pick = int(np.argmax(trials))
-            counts[pick] += 1
-            total += members[pick]
-            if trials[pick] > best_score + 1e-12:
-                best_score, best_counts, since_best = trials[pick], counts.copy(), 0
-            else:
-                since_best += 1
-                if since_best >= self.patience:
-                    break
-        self.weights_ = best_counts / best_counts.sum()
-        self.score_ = sign * best_score
-        return self
-
-    def blend(self, members: list[np.ndarray]) -> np.ndarray:
-        return sum(w * m for w, m in zip(self.weights_, members, strict=True))
+WEIGHTS_ARE = {
+    "mean": "equal weights",
+    "rank": "equal weights on per-class OOF quantiles",
+    "weighted": "Caruana selection counts over their sum",
+    "stack": "each member's share of the meta-models' absolute standardised coefficients (lightgbm: split gain)",
+}
 
 
 def check_compatible(runs: list[RunData]) -> None:
@@ -97,59 +55,57 @@ def check_compatible(runs: list[RunData]) -> None:
             raise RunError(f"runs '{first.name}' and '{r.name}' have different classes; they belong to different competitions")
 
 
+def ensemble_config(method: str, metric: str, names: list[str], meta_model: str = "logistic",
+                    meta_c: float = 1.0) -> dict:
+    """run.yaml's ``config`` of an ensemble: what `make_blender` rebuilds the blender from."""
+    config = {"method": method, "metric": metric, "members": list(names)}
+    if method == "stack":
+        config.update({"meta_model": meta_model, "C": float(meta_c)})
+    return config
+
+
 @dataclass
 class EnsembleResult:
     name: str
     weights: dict[str, float]
     scores: OofScores
-    members: dict[str, dict]  # member -> its cv (honest etc.)
+    members: dict[str, dict]  # member -> its CV in the ensemble's metric (metric, greater_is_better, at_0.5, ...)
+    seconds: float = 0.0
 
 
-def blend_members(runs: list[RunData], method: str, Y: np.ndarray, folds: np.ndarray, task: str, metric: str,
-                  min_labels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, OofScores]:
-    """Blended OOF and test probabilities, member weights, and the scores (honest: weights re-fitted per fold)."""
-    oofs, tests = [r.oof for r in runs], [r.test for r in runs]
-    if method == "rank":
-        pairs = [rank_transform(o, t) for o, t in zip(oofs, tests, strict=True)]
-        oofs, tests = [p[0] for p in pairs], [p[1] for p in pairs]
-    if method == "weighted":
-        blender = CaruanaBlender(metric, task, min_labels).fit(oofs, Y)
-        weights = blender.weights_
-    else:
-        weights = np.full(len(runs), 1.0 / len(runs))
-    oof = _normalise(sum(w * o for w, o in zip(weights, oofs, strict=True)), task)
-    test = _normalise(sum(w * t for w, t in zip(weights, tests, strict=True)), task)
-    scores = evaluate_oof(oof, Y, folds, task, metric, min_labels)
-    if method == "weighted":
-        honest_weights(scores, oofs, Y, folds, task, metric, min_labels)
-    return oof, test, weights, scores
+def member_scores(run: RunData, Y: np.ndarray, task: str, metric: str, min_labels: int) -> dict:
+    """A member's CV in ``metric`` (its scores.json may hold another metric): recomputed from its OOF."""
+    scores = evaluate_oof(run.oof, Y, run.folds, task, metric, min_labels)
+    return {"metric": metric, "greater_is_better": scores.greater_is_better, "at_0.5": scores.at_05,
+            "tuned": scores.tuned, "honest": scores.honest}
 
 
-def honest_weights(scores: OofScores, oofs: list[np.ndarray], Y: np.ndarray, folds: np.ndarray, task: str,
-                    metric: str, min_labels: int) -> None:
-    """Replace the honest estimate by one where weights AND thresholds are fitted without fold k."""
-    predictions = np.zeros_like(Y) if not METRICS[metric].needs_proba else np.zeros(Y.shape, dtype=float)
-    for k in range(int(folds.max()) + 1):
-        fit_rows, held = folds != k, folds == k
-        blender = CaruanaBlender(metric, task, min_labels).fit([o[fit_rows] for o in oofs], Y[fit_rows])
-        fitted = _normalise(blender.blend([o[fit_rows] for o in oofs]), task)
-        heldout = _normalise(blender.blend([o[held] for o in oofs]), task)
-        if METRICS[metric].needs_proba:
-            predictions[held] = heldout
-        else:
-            predictions[held] = optimizer_for(metric, task, min_labels).fit(fitted, Y[fit_rows]).transform(heldout)
-        scores.per_fold[k]["honest"] = float(score(metric, Y[held], predictions[held], task))
-    scores.honest = float(score(metric, Y, predictions, task))
+def best_member(members: dict[str, dict], metric: str) -> tuple[str, float]:
+    """The member with the best honest CV in ``metric``; refuses scores of another metric."""
+    other = [n for n, m in members.items() if m.get("metric") != metric]
+    if other:
+        raise RunError(f"member(s) {', '.join(other)} are scored with another metric than {metric}; "
+                       "they cannot be compared with the ensemble")
+    pick = max if METRICS[metric].greater_is_better else min
+    name = pick(members, key=lambda n: members[n]["honest"])
+    return name, members[name]["honest"]
 
 
 def make_ensemble(ws: Workspace, names: list[str], name: str, method: str = "mean", metric: str | None = None,
-                  force: bool = False) -> EnsembleResult:
+                  force: bool = False, meta_model: str = "logistic", meta_c: float = 1.0) -> EnsembleResult:
+    import time
+
+    started = time.perf_counter()
     settings = ws.load_settings()
     metric = metric or settings.metric
     if method not in METHODS:
         raise RunError(f"unknown ensemble method '{method}'; choose one of {', '.join(METHODS)}")
     if metric not in METRICS:
         raise RunError(f"unknown metric '{metric}'; choose one of {', '.join(METRICS)}")
+    if method == "stack":
+        check_meta_model(meta_model)
+        if not meta_c > 0:
+            raise RunError(f"--meta-c must be positive (the inverse L2 strength), got {meta_c}")
     if len(set(names)) < 2:
         raise RunError("an ensemble needs at least two different runs; `comp runs` lists them")
     if name in names:
@@ -161,14 +117,25 @@ def make_ensemble(ws: Workspace, names: list[str], name: str, method: str = "mea
     check_compatible(runs)
     comp = labels_for(ws, runs[0])
     folds = runs[0].folds
-    oof, test, weights, scores = blend_members(runs, method, comp.Y, folds, settings.task, metric, settings.min_labels)
-    members = {r.name: r.scores.get("cv", {}) for r in runs}
-    weight_map = {r.name: float(w) for r, w in zip(runs, weights, strict=True)}
+    n_folds = np.unique(folds).size
+    if method == "stack" and n_folds < 3:
+        raise RunError(f"stacking needs at least 3 folds (the honest CV fits each fold's meta-model out of fold on the "
+                       f"others), the members have {n_folds}; retrain them with --folds 3 or more")
+    config = ensemble_config(method, metric, names, meta_model, meta_c)
+    task = settings.task
+    chain = Chain(make_blender(config, task, settings.min_labels),
+                  decision=decision_for(metric, task, settings.min_labels), task=task)
+    members_oof = np.stack([r.oof for r in runs])
+    scores = evaluate_chain(chain, members_oof, comp.Y, folds, metric)
+    test = chain.predict_proba(np.stack([r.test for r in runs]))
+    members = {r.name: member_scores(r, comp.Y, task, metric, settings.min_labels) for r in runs}
+    weight_map = {r.name: float(w) for r, w in zip(runs, chain.blender_.weights_, strict=True)}
+    config.update(blender_config(chain.blender))
     record = {
         "name": name,
         "kind": "ensemble",
         "model": f"ensemble({method})",
-        "config": {"method": method, "metric": metric, "members": names},
+        "config": config,
         "members": names,
         "folds": runs[0].record.get("folds", {}),
         "competition": runs[0].record.get("competition", {}),
@@ -178,9 +145,16 @@ def make_ensemble(ws: Workspace, names: list[str], name: str, method: str = "mea
         "completed": now(),
         "seconds": None,
     }
-    write_run_outputs(paths, settings.id_column, settings.output_names, runs[0].ids, folds, oof, runs[0].test_ids, test,
-                      scores.scores_json({"task": settings.task, "n_folds": int(folds.max()) + 1, "members": members}),
-                      scores.thresholds_json(settings.output_names, settings.task, settings.min_labels))
-    write_json(paths.weights, {"method": method, "metric": metric, "weights": weight_map})
+    seconds = round(time.perf_counter() - started, 2)
+    write_run_outputs(paths, settings.id_column, settings.output_names, runs[0].ids, folds, chain.oof_, runs[0].test_ids,
+                      test, scores.scores_json({"task": task, "n_folds": n_folds, "seconds": seconds, "members": members}),
+                      scores.thresholds_json(settings.output_names, task, settings.min_labels))
+    objective = metric if method == "weighted" else None
+    weights = {"method": method, "members": names, "metric": objective, "greater_is_better": greater_is_better(objective),
+               "weights": weight_map, "weights_are": WEIGHTS_ARE[method]}
+    if method == "stack":
+        weights.update({"meta_model": meta_model, "C": float(meta_c)})
+    write_json(paths.weights, weights)
+    record["seconds"] = seconds
     write_run_yaml(paths, record)
-    return EnsembleResult(name, weight_map, scores, members)
+    return EnsembleResult(name, weight_map, scores, members, seconds)

@@ -23,6 +23,7 @@ import numpy as np
 
 from comp.atomic import write_csv, write_text
 from comp.errors import CompError, DataError, RunError
+from comp.evaluation import ESTIMATES, direction, greater_is_better, score_entry
 from comp.metrics import check_labels, check_proba, expand_binary, per_class
 from comp.thresholds import apply_thresholds
 
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from comp.workspace import Workspace
 
 N_WEAKEST = 5  # classes that get a precision-recall panel
-ESTIMATES = ("at_0.5", "tuned", "honest")
 
 
 # ---- pure tables -------------------------------------------------------------------------------
@@ -489,30 +489,51 @@ def _run_html(report: RunReport, run, n_train: int, n_test: int) -> str:
         f"{folds.get('n_folds', '?')} folds ({folds.get('file', '?')}) · train {n_train} rows, test {n_test} rows"
     )
     cv = report.cv
+    lower = greater_is_better(report.metric) is False
+    optimism = None
+    if cv.get("tuned") is not None and cv.get("honest") is not None:
+        optimism = (cv["honest"] - cv["tuned"]) if lower else (cv["tuned"] - cv["honest"])
     summary = pd.DataFrame(
         {
             "estimate": [
                 "at 0.5" if report.task != "multiclass" else "argmax",
                 "tuned",
                 "honest",
-                "tuned - honest",
+                "honest - tuned" if lower else "tuned - honest",
             ],
-            report.metric: [
+            f"{report.metric} ({direction(report.metric)})": [
                 cv.get("at_0.5"),
                 cv.get("tuned"),
                 cv.get("honest"),
-                None if cv.get("tuned") is None or cv.get("honest") is None else cv["tuned"] - cv["honest"],
+                optimism,
             ],
         }
     )
+    others = run.scores.get("other_metrics") or {}
+    other_html = ""
+    if others:
+        other = pd.DataFrame(
+            [
+                {"metric": f"{m} ({direction(m)})", **{e: (o.get("cv") or {}).get(e) for e in ESTIMATES}}
+                for m, o in others.items()
+            ]
+        )
+        other_html = (
+            "<p class=\"meta\">Probability metrics, scored on the same OOF probabilities "
+            "(they have no thresholds of their own):</p>" + table_html(other)
+        )
     default = default_label(report.task)
     sections: list[tuple[str | None, str]] = [
         (
             "Cross-validation",
-            table_html(summary) + '<p class="meta">honest: thresholds fitted on the other folds '
-            "and applied to each held-out fold; tuned - honest is how much tuning on the OOF flatters the CV.</p>",
+            table_html(summary) + '<p class="meta">honest: everything fitted on the OOF (thresholds, blend '
+            "weights, a stack's meta-model) fitted on the other folds and applied to each held-out fold; the last "
+            "row is how much fitting on the OOF flatters the CV.</p>" + other_html,
         ),
-        ("Per fold", table_html(t.folds, decimals={"seconds": 1}) + table_html(t.spread)),
+        (
+            f"Per fold ({report.metric}, {direction(report.metric)})",
+            table_html(t.folds, decimals={"seconds": 1}) + table_html(t.spread),
+        ),
         ("Per-class F1", image_html(report.figures["f1"], "per-class F1")),
         ("Label prevalence", image_html(report.figures["prevalence"], "label prevalence")),
     ]
@@ -549,12 +570,13 @@ def _run_html(report: RunReport, run, n_train: int, n_test: int) -> str:
 class Comparison:
     runs: list[str]
     metric: str
-    scores: pd.DataFrame  # run, model, at_0.5, tuned, honest
+    scores: pd.DataFrame  # run, model, at_0.5, tuned, honest, all in `metric` (None where a run has none)
     f1: pd.DataFrame  # compare_table
     correlation: pd.DataFrame
     dir: Path
     html: Path
     figures: dict[str, Path]
+    notes: list[str] = field(default_factory=list)
 
 
 def compare_dir(ws: Workspace, names: Sequence[str]) -> Path:
@@ -568,10 +590,15 @@ def compare_dir(ws: Workspace, names: Sequence[str]) -> Path:
 
 
 def write_comparison(
-    ws: Workspace, names: Sequence[str], out: str | Path | None = None, method: str = "pearson"
+    ws: Workspace,
+    names: Sequence[str],
+    out: str | Path | None = None,
+    method: str = "pearson",
+    metric: str | None = None,
 ) -> Comparison:
-    """Per-class tuned F1 side by side and the OOF correlation of runs ``names``, as tables, PNGs and
-    compare.html in ``out`` (default reports/compare-<runs>/)."""
+    """Per-class tuned F1 side by side, the CV of runs ``names`` in one ``metric`` (default:
+    comp.yaml's; a run without a score in it gets none, and a note) and their OOF correlation, as
+    tables, PNGs and compare.html in ``out`` (default reports/compare-<runs>/)."""
     import pandas as pd
 
     from comp import plots
@@ -595,16 +622,26 @@ def write_comparison(
         tables[run.name] = class_table(comp.Y, run.oof, run.classes, settings.task, thresholds, min_labels)
     f1 = compare_table(tables)
     corr = oof_correlation({r.name: r.oof for r in runs}, method)
-    scores = pd.DataFrame(
-        [
+    from comp.metrics import get_metric
+
+    metric = get_metric(metric or settings.metric).name
+    rows, notes = [], []
+    for r in runs:
+        entry = score_entry(r.scores, metric)
+        if entry is None:
+            notes.append(
+                f"run '{r.name}' has no {metric} score (it is scored with {r.scores.get('metric', 'nothing')}): "
+                f"its CV is left out; add it with `comp thresholds {r.name} --metric {metric}`"
+            )
+        cv = (entry or {}).get("cv", {})
+        rows.append(
             {
                 "run": r.name,
                 "model": r.record.get("model", r.record.get("kind", "?")),
-                **{e: r.scores.get("cv", {}).get(e) for e in ESTIMATES},
+                **{e: cv.get(e) for e in ESTIMATES},
             }
-            for r in runs
-        ]
-    )
+        )
+    scores = pd.DataFrame(rows)
     out = Path(out) if out is not None else compare_dir(ws, names)
     figures = {
         "f1": plots.f1_heatmap(
@@ -620,10 +657,12 @@ def write_comparison(
     }
     write_csv(out / "compare_f1.csv", f1)
     write_csv(out / "correlation.csv", corr.reset_index(names="run"))
-    metric = runs[0].scores.get("metric", settings.metric)
-    result = Comparison(names, metric, scores, f1, corr, out, out / "compare.html", figures)
+    result = Comparison(names, metric, scores, f1, corr, out, out / "compare.html", figures, notes)
     sections = [
-        (f"Cross-validation ({metric})", table_html(scores)),
+        (
+            f"Cross-validation ({metric}, {direction(metric)})",
+            table_html(scores) + "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes),
+        ),
         (
             "OOF correlation",
             image_html(figures["correlation"], "OOF correlation")

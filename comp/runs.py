@@ -275,11 +275,14 @@ class RunSummary:
     honest: float | None
     seconds: float | None
     status: str
+    metric: str | None = None  # the metric of at_05 / tuned / honest
+    greater_is_better: bool | None = None
 
 
-def list_runs(ws: Workspace) -> list[RunSummary]:
-    """Every run's summary. A damaged run.yaml or scores.json marks that run, never hides the others;
-    a run whose data changed since it was trained says so in its status."""
+def list_runs(ws: Workspace, metric: str | None = None) -> list[RunSummary]:
+    """Every run's summary with its CV in ``metric`` (default: each run's own metric; None where the
+    run has no score in ``metric``). A damaged run.yaml or scores.json marks that run, never hides
+    the others; a run whose data changed since it was trained says so in its status."""
     try:
         current = current_data(ws)
     except CompError:
@@ -288,7 +291,7 @@ def list_runs(ws: Workspace) -> list[RunSummary]:
     for name in ws.run_names():
         paths = ws.run(name)
         try:
-            out.append(_summary(paths, read_run_yaml(paths), current))
+            out.append(_summary(paths, read_run_yaml(paths), current, metric))
         except CompError as exc:
             out.append(RunSummary(name, "?", "?", None, None, None, None, f"damaged: {_damage(exc, paths)}"))
     return out
@@ -302,9 +305,13 @@ def _damage(exc: CompError, paths: RunPaths) -> str:
     return text.split(";")[0]
 
 
-def _summary(paths: RunPaths, record: dict[str, Any], current: dict[str, Any] | None) -> RunSummary:
-    scores = read_json_file(paths.scores, paths.name, record) or {}
-    cv = scores.get("cv") if isinstance(scores.get("cv"), dict) else {}
+def _summary(paths: RunPaths, record: dict[str, Any], current: dict[str, Any] | None,
+             metric: str | None = None) -> RunSummary:
+    from comp.evaluation import greater_is_better, score_entry
+
+    entry = score_entry(read_json_file(paths.scores, paths.name, record) or {}, metric) or {}
+    cv = entry.get("cv") if isinstance(entry.get("cv"), dict) else {}
+    scored_with = entry.get("metric", metric)
     folds = record.get("folds") if isinstance(record.get("folds"), dict) else {}
     n_folds = folds.get("n_folds") if isinstance(folds.get("n_folds"), int) else None
     done = sum(1 for k in range(n_folds or 0) if paths.fold_done(k).is_file())
@@ -323,7 +330,8 @@ def _summary(paths: RunPaths, record: dict[str, Any], current: dict[str, Any] | 
         status = f"{status} (no data fingerprint)"
     return RunSummary(paths.name, str(record.get("model", "?")), f"k{n_folds} s{folds.get('seed')}",
                       _number(cv.get("at_0.5")), _number(cv.get("tuned")), _number(cv.get("honest")),
-                      _number(record.get("seconds")), status)
+                      _number(record.get("seconds")), status, scored_with,
+                      entry.get("greater_is_better", greater_is_better(scored_with)))
 
 
 def _number(value) -> float | None:
@@ -368,8 +376,15 @@ def labels_for(ws: Workspace, run: RunData):
 
 
 def rescore_run(ws: Workspace, name: str, metric: str | None = None, class_offsets: bool = False):
-    """Re-fit a run's thresholds (optionally for another metric) and rewrite thresholds.json + scores.json."""
-    from comp.evaluation import evaluate_oof
+    """Re-fit a run's decision for ``metric`` and rewrite scores.json (and thresholds.json when the
+    decision changes: a probability metric keeps the run's thresholds and is stored as its own entry).
+
+    The run's chain is rebuilt from run.yaml (a trained model: the mean of itself; an ensemble: its
+    blender over its members), so the honest CV re-fits everything the run fitted on the OOF.
+    """
+    from comp.blend import make_blender
+    from comp.chain import Chain
+    from comp.evaluation import decision_for, evaluate_chain, merge_scores
     from comp.metrics import METRICS
 
     settings = ws.load_settings()
@@ -378,18 +393,19 @@ def rescore_run(ws: Workspace, name: str, metric: str | None = None, class_offse
         raise RunError(f"unknown metric '{metric}'; choose one of {', '.join(METRICS)}")
     run = load_run(ws, name, settings.output_names)
     comp = labels_for(ws, run)
-    scores = evaluate_oof(run.oof, comp.Y, run.folds, settings.task, metric, settings.min_labels, class_offsets)
-    if run.record.get("kind") == "ensemble" and run.record.get("config", {}).get("method") == "weighted":
-        from comp.ensemble import honest_weights
-
-        # the blend's weights were fitted on the OOF too: keep them out of the held-out folds as well
-        members = [load_run(ws, m, settings.output_names).oof for m in run.record["members"]]
-        honest_weights(scores, members, comp.Y, run.folds, settings.task, metric, settings.min_labels)
+    task = settings.task
+    members = run.record.get("members") or []
+    config = run.record.get("config", {}) if members else {"method": "mean"}
+    M = np.stack([load_run(ws, m, settings.output_names).oof for m in members]) if members else run.oof[None]
+    chain = Chain(make_blender(config, task, settings.min_labels),
+                  decision=decision_for(metric, task, settings.min_labels, class_offsets), task=task)
+    scores = evaluate_chain(chain, M, comp.Y, run.folds, metric)
+    if not np.allclose(chain.oof_, run.oof, rtol=0, atol=1e-6):
+        raise RunError(f"run '{name}' no longer matches its member runs ({', '.join(members)}): one was retrained "
+                       f"since; rebuild it with `comp ensemble {' '.join(members)} --name {name} --force`")
     paths = ws.run(name)
-    previous = run.scores
-    for row, old in zip(scores.per_fold, previous.get("per_fold", []), strict=False):
-        row["seconds"] = old.get("seconds")
-    extra = {k: v for k, v in previous.items() if k not in ("metric", "cv", "per_fold")}
-    write_json(paths.scores, scores.scores_json(extra))
-    write_json(paths.thresholds, scores.thresholds_json(settings.output_names, settings.task, settings.min_labels))
+    merged, new_decision = merge_scores(run.scores, scores)
+    write_json(paths.scores, merged)
+    if new_decision:
+        write_json(paths.thresholds, scores.thresholds_json(settings.output_names, task, settings.min_labels))
     return scores, run, comp

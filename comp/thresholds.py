@@ -43,8 +43,6 @@ per-class exact search is followed by coordinate ascent passes when it is set.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from comp.errors import ConfigError, DataError
@@ -67,6 +65,7 @@ DEFAULT_THRESHOLD = 0.5
 _TOL = 1e-12  # a coordinate step must beat the current score by more than float noise
 # multilabel metrics that are fixed-weight sums of per-class scores -> per-class objective
 _SEPARABLE = {"f1_macro": "f1", "f1_weighted": "f1", "precision_macro": "precision", "recall_macro": "recall"}
+_OBJECTIVE_NAMES = {"f1": "F1", "precision": "precision", "recall": "recall"}
 _GLOBAL_GRID = np.arange(1, 100) / 100.0
 
 
@@ -417,7 +416,8 @@ class ThresholdOptimizer:
     additive per-class offsets instead of plain argmax), ``max_passes`` of coordinate ascent.
 
     After ``fit(P, Y)``: ``thresholds_`` ``(n_classes,)`` and ``score_`` (the in-sample metric with
-    them applied), ``n_passes_`` (coordinate ascent passes run; 0 when none was needed).
+    them applied), ``n_passes_`` (coordinate ascent passes run; 0 when none was needed) and
+    ``method_``, the search it ran, in words (thresholds.json records it).
     """
 
     def __init__(
@@ -453,6 +453,7 @@ class ThresholdOptimizer:
         Y = np.asfortranarray(check_labels(Y, task, "Y"))
         P = np.asfortranarray(check_proba(P, Y.shape, task))
         self.n_passes_ = 0
+        self.method_ = ""
         if task == "multilabel":
             self.thresholds_ = self._fit_multilabel(P, Y, metric, min(k, Y.shape[1]))
         elif task == "binary":
@@ -479,9 +480,14 @@ class ThresholdOptimizer:
         objective = _SEPARABLE.get(metric.name)
         if objective is not None:
             t = _exact_all(P, Y, objective)[0]
+            self.method_ = f"exact per-class {_OBJECTIVE_NAMES[objective]} search"
             if k == 0:
                 return t
+            self.method_ += f", then coordinate ascent with min_labels={k}"
         else:
+            self.method_ = "best global threshold, then per-class coordinate ascent" + (
+                f" with min_labels={k}" if k else ""
+            )
             t = np.full(C, self._global_threshold(P, Y, metric, k, top))
             t[n_pos == 0] = _none_threshold(P.max(axis=0))[n_pos == 0]
             t[n_pos == n] = np.minimum(0.0, P.min(axis=0))[n_pos == n]
@@ -515,6 +521,7 @@ class ThresholdOptimizer:
     def _fit_binary(self, P, Y, metric) -> np.ndarray:
         p, y = P[:, 0], Y[:, 0]
         n_pos = np.count_nonzero(y)
+        self.method_ = "exact search over every cut of the positive class"
         if n_pos == 0:
             return np.array([_none_threshold(p.max())])
         if n_pos == y.size:
@@ -529,6 +536,7 @@ class ThresholdOptimizer:
     def _fit_multiclass(self, P, Y, metric) -> np.ndarray:
         n, C = Y.shape
         zeros = np.zeros(C)
+        self.method_ = "argmax"
         if not self.class_offsets:
             return zeros
 
@@ -546,7 +554,11 @@ class ThresholdOptimizer:
             return s, -tau  # row i goes to c when P[i, c] + o_c > the best other, i.e. key > -o_c
 
         offsets = self._ascend(zeros.copy(), np.arange(C), real, step)
-        return offsets if real(offsets) >= real(zeros) else zeros
+        if real(offsets) >= real(zeros):
+            self.method_ = "argmax + class offsets"
+            return offsets
+        self.method_ = "argmax (tuned class offsets scored below argmax in-sample)"
+        return zeros
 
     def _ascend(self, t, classes, real, step) -> np.ndarray:
         """Coordinate ascent: each class's best cut with the others fixed, until nothing improves."""
@@ -568,53 +580,34 @@ class ThresholdOptimizer:
         return t
 
 
-# ---- honest (cross-fitted) estimate ------------------------------------------------------------
+class DefaultDecision:
+    """The untuned decision, with the interface of :class:`ThresholdOptimizer`: ``p >= 0.5`` per
+    class (multilabel, binary; then ``min_labels``), plain argmax (multiclass). The decision of a
+    run scored by a probability metric, which has no thresholds to tune.
 
-
-@dataclass
-class HonestResult:
-    """Thresholds fitted on the other folds, applied to each fold.
-
-    ``per_fold``: metric on each fold's rows (in ``folds`` order); ``overall``: metric on all rows'
-    cross-fitted labels; ``labels`` ``(n_samples, n_classes)`` int; ``thresholds``
-    ``(n_folds, n_classes)``.
+    After ``fit(P, Y)``: ``thresholds_`` ``(n_classes,)`` (0.5, or zero offsets), ``method_``.
     """
 
-    per_fold: list[float]
-    overall: float
-    labels: np.ndarray
-    thresholds: np.ndarray
-    folds: list = field(default_factory=list)
+    metric = None  # tuned for no metric
 
+    def __init__(self, task: str = "multilabel", min_labels: int = 0):
+        self.task = task
+        self.min_labels = min_labels
 
-def honest_estimate(P, Y, folds, **optimizer_kwargs) -> HonestResult:
-    """Cross-fitted score of threshold tuning: for each fold k, fit a ``ThresholdOptimizer`` on the
-    rows of the other folds and apply it to fold k. ``folds`` ``(n_samples,)`` fold ids.
+    def fit(self, P, Y=None) -> DefaultDecision:
+        """``P`` ``(n_samples, n_classes)``; ``Y`` is not used."""
+        task = check_task(self.task)
+        _check_min_labels(self.min_labels)
+        n_classes = 1 if task == "binary" and np.ndim(P) == 1 else np.shape(P)[1]
+        multiclass = task == "multiclass"
+        self.thresholds_ = np.full(n_classes, 0.0 if multiclass else DEFAULT_THRESHOLD)
+        self.method_ = "argmax" if multiclass else f"p >= {DEFAULT_THRESHOLD}" + (
+            f" with min_labels={self.min_labels}" if self.min_labels and task == "multilabel" else ""
+        )
+        return self
 
-    In-sample tuned score minus ``overall`` is how much tuning on the OOF flatters the CV.
-    """
-    proto = ThresholdOptimizer(**optimizer_kwargs)
-    task = check_task(proto.task)
-    Y = check_labels(Y, task, "Y")
-    P = check_proba(P, Y.shape, task)
-    folds = np.asarray(folds).reshape(-1)
-    if folds.size != Y.shape[0]:
-        raise DataError(f"folds has {folds.size} entries for {Y.shape[0]} rows; give one fold id per row")
-    ids = np.unique(folds)
-    if ids.size < 2:
-        raise ConfigError(f"the honest estimate needs at least 2 folds, got {ids.size}")
-    labels = np.zeros(Y.shape, dtype=np.int64)
-    per_fold, thresholds = [], []
-    for fold in ids:
-        held = folds == fold
-        opt = ThresholdOptimizer(**optimizer_kwargs).fit(P[~held], Y[~held])
-        labels[held] = opt.transform(P[held])
-        per_fold.append(score(proto.metric, Y[held], labels[held], task))
-        thresholds.append(opt.thresholds_)
-    return HonestResult(
-        per_fold=per_fold,
-        overall=score(proto.metric, Y, labels, task),
-        labels=labels,
-        thresholds=np.array(thresholds),
-        folds=ids.tolist(),
-    )
+    def transform(self, P) -> np.ndarray:
+        """Labels ``(n_samples, n_classes)`` int."""
+        if not hasattr(self, "thresholds_"):
+            raise RuntimeError("DefaultDecision is not fitted; call fit(P) first")
+        return apply_thresholds(P, self.thresholds_, self.task, self.min_labels)

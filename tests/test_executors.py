@@ -36,7 +36,7 @@ def test_two_local_workers_give_the_bytes_of_the_sequential_run(ws):
             "--executor", "local", "--workers", 2)
     done = bf.run(*args)
     assert done.returncode == 0, done.stderr
-    assert "f1_macro by fold" in done.stdout and "2 seeds: honest f1_macro per seed" in done.stdout
+    assert "f1_macro (higher is better) by fold" in done.stdout and "2 seeds: honest f1_macro per seed" in done.stdout
     tasks = [(k, s) for k in range(2) for s in range(2)]
     assert all(f"fold {k} seed {s}: done" in done.stderr for k, s in tasks)  # the progress lines
     paths = ws.run("parallel")

@@ -69,7 +69,7 @@ def test_a_second_worker_skips_the_fold_in_training_and_the_last_one_assembles(w
     (barrier / "release-0").write_text("")
     code, out, err = _finish(first)
     assert code == 0, err
-    assert "m: f1_macro by fold" in out  # the process that finished the last fold assembled the run
+    assert "m: f1_macro (higher is better) by fold" in out  # the process that finished the last fold assembled the run
     run = load_run(ws, "m")
     facts = [json.loads(paths.fold_done(k).read_text()) for k in range(3)]
     assert [f["pid"] for f in facts][0] == first.pid and len({f["pid"] for f in facts}) == 2
@@ -125,7 +125,7 @@ def test_wait_waits_for_the_fold_instead_of_skipping_it(ws, tmp_path):
     assert _finish(first)[0] == 0
     code, out, err = _finish(second)
     assert code == 0, err
-    assert "skipped finished fold(s) 1" in out and "f1_macro by fold" in out
+    assert "skipped finished fold(s) 1" in out and "f1_macro (higher is better) by fold" in out
     assert log.read_text().count("done in") == 3
 
 

@@ -458,7 +458,7 @@ def test_every_cv_carries_its_metric_and_only_like_metrics_are_compared(server, 
     for i, noise in enumerate((0.4, 0.7, 0.9, 0.5)):
         make_run(ws, answers, f"m{i}", noise=noise, seed=i)
     scores = ws.run("m3").scores
-    scores.write_text(json.dumps({**json.loads(scores.read_text()), "metric": "log_loss"}))
+    scores.write_text(json.dumps({**json.loads(scores.read_text()), "metric": "log_loss", "greater_is_better": False}))
     for i in range(4):
         assert run("submit", f"m{i}")[0] == 0
     code, out, err = run("lb")
