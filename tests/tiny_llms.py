@@ -8,6 +8,7 @@ causal LM with hidden size 32-64 built from the family's config class.
 
 from __future__ import annotations
 
+import string
 from pathlib import Path
 
 from tests.tiny_models import CUES, FILLER
@@ -75,7 +76,7 @@ def chat_tokenizer(family: str = "llama", vocab_size: int = 500):
         scheme = "first" if family == "mistral" else "never"
         tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=scheme, split=True)
         tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme=scheme, split=True)
-        alphabet = sorted(set("".join(_corpus())) | set("▁\n.,:?!'\"-()0123456789"))
+        alphabet = sorted(set("".join(_corpus())) | set("▁\n.,:?!'\"-()0123456789") | set(string.ascii_letters))
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, initial_alphabet=alphabet)
     else:
         tok = Tokenizer(models.BPE())

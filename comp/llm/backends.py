@@ -131,7 +131,8 @@ class LlamaCppBackend(Backend):
     vocabulary (default: read from the GGUF file by transformers), so ids match the other backends.
 
     The head is evaluated once and its state saved; each row continues from it and saves its
-    own state, and each candidate continues from the row's. ``n_gpu_layers=-1`` offloads all.
+    own state, and each candidate continues from the row's. ``n_gpu_layers=-1`` offloads all;
+    other keywords go to ``llama_cpp.Llama`` (e.g. ``type_k=0, type_v=0`` for an fp32 KV cache).
     """
 
     def __init__(
@@ -142,6 +143,7 @@ class LlamaCppBackend(Backend):
         n_ctx: int = 2048,
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
+        **llama_kwargs,
     ):
         super().__init__()
         llama_cpp = require("llama_cpp", "backend: llama-cpp")
@@ -157,8 +159,14 @@ class LlamaCppBackend(Backend):
         self.max_length = n_ctx
         self.llm = llama_cpp.Llama(
             model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
-            logits_all=True, verbose=False, seed=0,
+            logits_all=True, verbose=False, seed=0, **llama_kwargs,
         )
+
+    def close(self) -> None:
+        """Free the model now (llama-cpp-python's own finaliser can fail at interpreter exit)."""
+        if getattr(self, "llm", None) is not None:
+            self.llm.close()
+            self.llm = None
 
     def _logprobs(self, start: int, tokens: Sequence[int]) -> float:
         """Sum of log P(tokens[k]) where scores row ``start + k`` holds the logits that predict it."""
