@@ -64,6 +64,22 @@ def test_every_layout_gives_the_naive_log_probabilities(llm, yes_no):
             np.testing.assert_allclose(got, naive, atol=FP32, rtol=0, err_msg=f"{method} reuse={reuse}")
 
 
+def test_a_peft_adapter_scores_through_every_layout():
+    """The generative family scores with its fine-tuned adapter on the base model."""
+    from peft import LoraConfig, get_peft_model
+
+    model, tok = tiny_llm("qwen2")
+    _, _, enc = _encoded(tok, yes_no=True)
+    base = CausalLMScorer(model, method="naive").score_ids(enc.head, enc.rows, enc.candidates)
+    config = LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM", init_lora_weights=False)
+    adapted = get_peft_model(model, config).eval()
+    naive = CausalLMScorer(adapted, method="naive").score_ids(enc.head, enc.rows, enc.candidates)
+    assert np.abs(naive - base).max() > 0.1  # the adapter is in the forward pass
+    for method in ("tree", "expand"):
+        got = CausalLMScorer(adapted, method=method).score_ids(enc.head, enc.rows, enc.candidates)
+        np.testing.assert_allclose(got, naive, atol=FP32, rtol=0)
+
+
 def test_naive_path_is_a_plain_forward_of_the_whole_sequence(llm):
     """The reference itself: log P(target) from one unbatched forward of the whole ids."""
     import torch

@@ -103,18 +103,18 @@ def candidate_ids(tokenizer, prompt: Prompt, candidates: Sequence[Candidate]) ->
 def _check_prefixes(candidates, contexts, targets) -> None:
     """Refuse answers of different labels where one's ids start the other's (``sad`` and
     ``sadness`` without an end marker): the shorter one's probability would include the longer's."""
-    seen: dict[tuple[int, ...], list[tuple[tuple[int, ...], Candidate]]] = {}
+    answers: dict[tuple[tuple[int, ...], tuple[int, ...]], Candidate] = {}
     for c, context, target in zip(candidates, contexts, targets, strict=True):
-        seen.setdefault(tuple(context), []).append((tuple(target), c))
-    for group in seen.values():
-        for a, ca in group:
-            for b, cb in group:
-                if ca.label != cb.label and len(a) < len(b) and b[: len(a)] == a:
-                    raise ConfigError(
-                        f"the answer {ca.target.strip()!r} (label {ca.label}) is the start of {cb.target.strip()!r} "
-                        f"(label {cb.label}), so its probability would include the other's; end answers with the "
-                        "end-of-answer marker, or give the labels answers that differ"
-                    )
+        answers.setdefault((tuple(context), tuple(target)), c)
+    for (context, target), longer in answers.items():
+        for k in range(1, len(target)):
+            shorter = answers.get((context, target[:k]))
+            if shorter is not None and shorter.label != longer.label:
+                raise ConfigError(
+                    f"the answer {shorter.target.strip()!r} (label {shorter.label}) is the start of "
+                    f"{longer.target.strip()!r} (label {longer.label}), so its probability would include the "
+                    "other's; end answers with the end-of-answer marker, or give the labels answers that differ"
+                )
 
 
 def _spaces_forward(prompt: Prompt, candidates: Sequence[Candidate]) -> tuple[Prompt, list[Candidate]]:

@@ -62,6 +62,13 @@ class _Trie:
     paths: list[list[int]]  # node indices of each candidate, in order
 
 
+def _layers(out) -> list:
+    """Per-layer ``(keys, values)`` of the cache a forward pass returned."""
+    cache = getattr(out, "cache", None)
+    cache = out.past_key_values if cache is None else cache
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
 def build_trie(sequences: Sequence[Sequence[int]]) -> _Trie:
     """A token trie of ``sequences``: equal prefixes share nodes."""
     trie = _Trie([], [], [], [])
@@ -79,6 +86,25 @@ def build_trie(sequences: Sequence[Sequence[int]]) -> _Trie:
             path.append(node)
         trie.paths.append(path)
     return trie
+
+
+def _cache_keyword(model) -> str:
+    """``cache`` (transformers >= 5.x's name) or ``past_key_values`` (its earlier name), read from
+    the model's own forward: a keyword the model does not know would be swallowed by ``**kwargs``
+    and silently run without the cache."""
+    import inspect
+
+    import transformers
+
+    major = int(transformers.__version__.split(".")[0])
+    if major < 5:
+        raise ConfigError(
+            f"comp.llm's scorer needs transformers 5 or later (this is {transformers.__version__}); "
+            "pip install -U 'transformers>=5'"
+        )
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(type(base).forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 def _sliding_window(config) -> int | None:
@@ -118,6 +144,7 @@ class CausalLMScorer:
         self.max_sequences = max_sequences
         self.stats = ScoreStats()
         self._prefix: tuple[tuple[int, ...], list] | None = None
+        self._cache_kw = _cache_keyword(model)
         if method == "tree":
             impl = getattr(model.config, "_attn_implementation", None) or "eager"
             if impl not in ("eager", "sdpa"):
@@ -147,7 +174,7 @@ class CausalLMScorer:
             ids = torch.tensor([head], device=self.device)
             out = self._forward(input_ids=ids, use_cache=True, logits_to_keep=1)
             self.stats.computed_tokens += len(head)
-            layers = [(layer.keys, layer.values) for layer in out.cache.layers]
+            layers = _layers(out)
             self._prefix = (key, layers)
         return self._prefix[1]
 
@@ -276,7 +303,7 @@ class CausalLMScorer:
         parents = sorted({trie.parent[node] for _, node in scored})
         column = {p: (width - 1 if p < 0 else width + p) for p in parents}
         keep = torch.tensor([column[p] for p in parents], device=self.device)
-        kwargs = {"cache": self._cache(prefix, batch)} if prefix is not None else {}
+        kwargs = {self._cache_kw: self._cache(prefix, batch)} if prefix is not None else {}
         out = self._forward(
             input_ids=ids, attention_mask=mask[:, None], position_ids=pos, logits_to_keep=keep,
             use_cache=prefix is not None, **kwargs,
@@ -299,11 +326,11 @@ class CausalLMScorer:
         ids, row_mask, pos = self._rows(n_head, rows)
         ones = torch.ones((batch, n_head), dtype=torch.long, device=self.device)
         mask = torch.cat([ones, row_mask], dim=1)
-        kwargs = {"cache": self._cache(prefix, batch)} if prefix is not None else {}
+        kwargs = {self._cache_kw: self._cache(prefix, batch)} if prefix is not None else {}
         out = self._forward(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1, **kwargs)
         self.stats.computed_tokens += int(row_mask.sum())
         last = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V): the first answer token's
-        row_layers = [(layer.keys, layer.values) for layer in out.cache.layers]
+        row_layers = _layers(out)
         lengths = row_mask.sum(1)
         result = np.zeros((batch, len(cands)))
         chunk = max(1, self.max_sequences // batch)
@@ -348,8 +375,8 @@ class CausalLMScorer:
             input_ids=ids.repeat(batch, 1),
             attention_mask=torch.cat([mask.repeat_interleave(n, 0), cmask.repeat(batch, 1)], dim=1),
             position_ids=n_head + lengths.repeat_interleave(n)[:, None] + torch.arange(width, device=self.device),
-            cache=self._cache(row_layers, batch * n, repeat=n),
             use_cache=True,
+            **{self._cache_kw: self._cache(row_layers, batch * n, repeat=n)},
             logits_to_keep=keep.to(self.device).repeat(batch, 1),
         )
         self.stats.computed_tokens += batch * int(cmask.sum())

@@ -93,7 +93,8 @@ def sft_examples(
         raise ValueError(f"{len(texts)} texts but {len(targets)} answers")
     distinct = sorted(set(targets))
     where = {a: i for i, a in enumerate(distinct)}
-    cands = [Candidate("", prompt.lead + a + prompt.end, label=a) for a in distinct]
+    # one label for all: answers are training targets here, not competing candidates
+    cands = [Candidate("", prompt.lead + a + prompt.end) for a in distinct]
     enc = encode(tokenizer, prompt, texts, cands, max_length)
     out = []
     for i, answer in enumerate(targets):
