@@ -17,6 +17,13 @@ Pad, EOS and padding side for Llama, Qwen2, Gemma and Mistral:
   were); the scorer pads rows on the left itself. Neither reads ``tokenizer.padding_side``, so
   a tokenizer saved with either side behaves the same.
 
+Why not TRL's dataset preparation: ``SFTTrainer`` tokenises each rendered conversation whole,
+while the scorer needs the head's ids to be the same for every row (its KV cache is shared), so
+the examples are built by the scorer's own encoder and can be handed to any Trainer (also to
+``SFTTrainer`` with ``dataset_kwargs={"skip_prepare_dataset": True}`` and this collator). On the
+Llama 3, Qwen2, Gemma and Mistral templates the ids and labels equal TRL's prompt/completion ones
+(tested), except that TRL also trains the newline some templates write after the end-of-turn.
+
 Rare labels are kept from vanishing with per-example loss weights (:func:`example_weights`):
 an example weighs ``(n_most_common / n_its_rarest_label) ** power``, capped and normalised to a
 mean of 1, and :func:`weighted_lm_loss` averages each example's answer tokens first, then takes
