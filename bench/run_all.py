@@ -1,6 +1,8 @@
 """Run every benchmark in bench/ in turn; each writes its own section of docs/benchmarks.md.
 
-    .venv/bin/python bench/run_all.py [NAME ...]     (names: thresholds quality transformer decoders)
+    .venv/bin/python bench/run_all.py [NAME ...]     (names: thresholds determinism quality transformer tricks)
+
+GPU figures have their own command: `make gpu-check` (bench/gpu_check.py).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["thresholds", "quality", "transformer", "decoders"]
+ORDER = ["thresholds", "determinism", "quality", "transformer", "tricks"]
 
 
 def main() -> int:

@@ -150,16 +150,17 @@ def folds(
     """Write data/folds-k{K}-s{S}.csv (id, fold), stratified by label, and print the fold balance."""
     from comp.data import load_competition
     from comp.folds import class_warnings, fold_balance, load_folds, make_folds, write_folds
+    from comp.workspace import check_folds
 
     ws = workspace()
     settings = ws.load_settings()
-    n_folds = n_folds or settings.folds
+    n_folds = check_folds(n_folds, settings)
     seed = settings.seed if seed is None else seed
     group_column = group_column or settings.group_column
     comp = load_competition(ws, settings)
     path = ws.folds_csv(n_folds, seed, group_column)
     if path.exists() and not force:
-        assignment = load_folds(path, comp)
+        assignment = load_folds(path, comp, n_folds)
         console.echo(f"{ws.relative(path)} exists (use --force to rewrite it)")
     else:
         frame = make_folds(comp, n_folds, seed, group_column)
@@ -182,6 +183,13 @@ def folds(
 # ---- training and thresholds -------------------------------------------------------------------
 
 
+def _metric_label(metric: str | None, higher: bool | None) -> str:
+    """A CV's metric and its direction: ``f1_macro ↑`` (higher is better), ``log_loss ↓``."""
+    if not metric:
+        return "-"
+    return metric if higher is None else f"{metric} {'↑' if higher else '↓'}"
+
+
 def _print_scores(scores, title: str | None = None) -> None:
     rows = [(r["fold"], r["rows"], console.fmt(r["at_0.5"]), console.fmt(r["tuned"]), console.fmt(r["honest"]),
              "-" if r.get("seconds") is None else f"{r['seconds']:.1f}") for r in scores.per_fold]
@@ -201,6 +209,7 @@ def train(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value: --set C=2 --set a.b=v.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Run name (default: the config's file stem).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Retrain finished folds and replace the run's config.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for folds another process is training instead of skipping them.")] = False,
 ) -> None:
     """Train out-of-fold on the shared folds: OOF + test probabilities, scores and thresholds."""
     from comp.runs import is_main_process
@@ -209,11 +218,15 @@ def train(
     ws = workspace()
     echo = (lambda m: console.err.print(m, markup=False, style="dim")) if is_main_process() else None
     result = run_training(ws, config, n_folds=n_folds, seed=seed, only_fold=fold, overrides=set_, name=name,
-                          force=force, echo=echo)
+                          force=force, wait=wait, echo=echo)
     if not is_main_process():
         return
+    for note in result.notes:
+        console.warn(note)
     if result.skipped:
         console.echo(f"skipped finished fold(s) {', '.join(map(str, result.skipped))} (--force retrains them)")
+    for k, owner in sorted(result.busy.items()):
+        console.echo(f"skipped fold {k}: another process is training it ({owner}); --wait waits for it")
     if result.scores is None:
         console.echo(f"run {result.run}: folds {', '.join(map(str, result.pending))} still to train; the run's files "
                      "are assembled when every fold is done")
@@ -356,30 +369,37 @@ def lb(
     else:
         console.table(
             "CV (tuned, honest) vs leaderboard (public, private); LB-CV = public - honest; times UTC",
-            ["#", "time", "run", "tuned", "honest", "public", "LB-CV", "private", "status"],
+            ["#", "time", "run", "CV metric", "tuned", "honest", "public", "LB-CV", "private", "status"],
             [
                 (
                     e.id,
                     e.time[:16].replace("T", " "),
                     e.run,
+                    _metric_label(e.metric, e.higher_is_better),
                     console.fmt(e.cv_tuned),
                     console.fmt(e.cv_honest),
-                    console.fmt(e.public_score),
-                    "-" if e.lb_minus_cv is None else f"{e.lb_minus_cv:+.4f}",
-                    console.fmt(e.private_score),
+                    console.fmt(e.public_score, 5),
+                    "-" if e.lb_minus_cv is None or not report.comparable(e) else f"{e.lb_minus_cv:+.5f}",
+                    console.fmt(e.private_score, 5),
                     e.status,
                 )
                 for e in report.entries
             ],
-            right=(0, 3, 4, 5, 6, 7),
+            right=(0, 4, 5, 6, 7, 8),
         )
+        other = sorted({e.metric for e in report.entries if not report.comparable(e)})
+        if other:
+            console.echo(f"CV in {', '.join(other)} is not the leaderboard's metric ({report.metric}): no LB-CV, "
+                         "and left out of the correlation")
+    if report.reconciled:
+        console.echo(f"settled {report.reconciled} interrupted upload(s) from Kaggle's list of submissions")
     for e in report.entries:
         if e.status == "error" and e.note:
             console.echo(f"#{e.id} was not scored by Kaggle: {e.note}")
     c = report.correlation
     if c is not None:
         console.echo(
-            f"CV vs public LB over {c.n} submissions: Pearson r {console.fmt(c.pearson_honest, 3)} (honest), "
+            f"CV ({report.metric}) vs public LB over {c.n} submissions: Pearson r {console.fmt(c.pearson_honest, 3)} (honest), "
             f"{console.fmt(c.pearson_tuned, 3)} (tuned); Spearman rho {console.fmt(c.spearman_honest, 3)} (honest)"
         )
     if report.not_in_ledger:
@@ -574,9 +594,14 @@ def predict(
     from comp.predict import predict_run
 
     ws = workspace()
-    frame = predict_run(ws, run, test, log=lambda m: console.err.print(m, markup=False, style="dim"))
     target = out or ws.run(run).dir / f"predict-{test.stem}.parquet"
-    (write_csv if target.suffix == ".csv" else write_parquet)(target, frame)
+    writers = {".csv": write_csv, ".parquet": write_parquet, ".pq": write_parquet}
+    if target.suffix.lower() not in writers:
+        raise CompError(f"--out {target}: comp predict writes .csv or .parquet files; name the file x.csv or x.parquet")
+    if target.is_dir():
+        raise CompError(f"--out {target} is a folder; name a file (x.csv or x.parquet)")
+    frame = predict_run(ws, run, test, log=lambda m: console.err.print(m, markup=False, style="dim"))
+    writers[target.suffix.lower()](target, frame)
     console.echo(f"wrote {ws.relative(target)}: {len(frame)} rows, {frame.shape[1] - 1} probability columns")
 
 
@@ -597,3 +622,11 @@ def main() -> None:
     except CompError as exc:
         console.err.print(f"error: {exc}", markup=False, style="red")
         sys.exit(exc.exit_code)
+    except BrokenPipeError:  # `comp runs | head`
+        sys.exit(1)
+    except OSError as exc:
+        # a full disk or a read-only folder met outside comp's own writers (a library saving a model)
+        from comp.atomic import storage_error
+
+        console.err.print(f"error: {storage_error(exc, exc.filename or 'a file')}", markup=False, style="red")
+        sys.exit(1)

@@ -22,29 +22,33 @@ SCHEMA_FIELDS = ("task", "id_column", "text_columns", "label_columns", "classes"
 _EXAMPLES = 5
 
 
-def read_csv(path: str | Path) -> pd.DataFrame:
-    """Read a CSV as strings; one-line DataError for a missing, empty, non-UTF-8 or malformed file."""
+def read_csv(path: str | Path, shown: str | None = None) -> pd.DataFrame:
+    """Read a CSV as strings; one-line DataError for a missing, empty, non-UTF-8 or malformed file.
+
+    ``shown`` is how messages name the file (default: its path).
+    """
     import pandas as pd
 
     path = Path(path)
+    name = shown or str(path)
     if not path.is_file():
-        raise DataError(f"{path} not found; run `comp fetch` (or `comp fetch --from DIR|ZIP`) first")
+        raise DataError(f"{name} not found; run `comp fetch` (or `comp fetch --from DIR|ZIP`) first")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(
-            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+            f"{name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
             "re-save it as UTF-8 CSV"
         ) from None
     except pd.errors.EmptyDataError:
-        raise DataError(f"{path} is empty; expected a CSV with a header row") from None
+        raise DataError(f"{name} is empty; expected a CSV with a header row") from None
     except (pd.errors.ParserError, ValueError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
-        raise DataError(f"{path} is not a valid CSV ({detail}); check the file") from None
+        raise DataError(f"{name} is not a valid CSV ({detail}); check the file") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     if len(frame.columns) < 2:
         raise DataError(
-            f"{path} is not a CSV with several columns (found only {list(frame.columns)!r}); "
+            f"{name} is not a CSV with several columns (found only {list(frame.columns)!r}); "
             "check the file and its delimiter (comma expected)"
         )
     return frame

@@ -172,6 +172,7 @@ def make_ensemble(ws: Workspace, names: list[str], name: str, method: str = "mea
         "members": names,
         "folds": runs[0].record.get("folds", {}),
         "competition": runs[0].record.get("competition", {}),
+        "data": runs[0].record.get("data"),  # the members' data fingerprint, which load_run checked is current
         "versions": package_versions(),
         "created": now(),
         "completed": now(),

@@ -19,8 +19,17 @@ class ConfigError(CompError):
 
 
 class KaggleError(CompError):
-    """The Kaggle API refused or failed a request."""
+    """The Kaggle API refused or failed a request. ``transient``: a 5xx, a 429 or a network failure,
+    worth retrying after a pause."""
+
+    def __init__(self, message: str = "", transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 class RunError(CompError):
     """A run is missing, incomplete or inconsistent with another run."""
+
+
+class StorageError(CompError):
+    """A file could not be written: the disk is full, or a folder is read-only."""

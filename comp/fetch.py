@@ -16,6 +16,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from comp.atomic import storage_errors
 from comp.data import build_competition, fill_schema, infer_schema, read_csv
 from comp.errors import DataError
 from comp.workspace import Workspace
@@ -92,15 +93,20 @@ def _locate(staging: Path, origin: str) -> dict[str, Path]:
     return found
 
 
-def install_from(ws: Workspace, source: Path, origin: str, force: bool = False) -> FetchResult:
-    """Validate the competition files found in ``source`` and move them into data/; infer the schema."""
+def install_from(ws: Workspace, source: Path, origin: str, force: bool = False, slug: str | None = None) -> FetchResult:
+    """Validate the competition files found in ``source`` and move them into data/; infer the schema.
+
+    ``slug`` is written into comp.yaml with the schema, only once the files are in place.
+    """
     settings = ws.load_settings()
-    ws.data_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=ws.data_dir))
+    with storage_errors(ws.data_dir, "write into"):
+        ws.data_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=ws.data_dir))
     try:
         _stage(source, staging)
         found = _locate(staging, origin)
-        frames = {key: read_csv(path) for key, path in found.items()}
+        # messages name the file as the user knows it, never the staging folder that is deleted afterwards
+        frames = {key: read_csv(path, shown=_shown(path.relative_to(staging), source, origin)) for key, path in found.items()}
         inferred = infer_schema(frames["train"], frames["test"], frames["samplesubmission"])
         filled = fill_schema(settings, inferred)
         build_competition(settings, frames["train"], frames["test"], frames["samplesubmission"], ws.data_dir)
@@ -118,12 +124,22 @@ def install_from(ws: Workspace, source: Path, origin: str, force: bool = False) 
                 "files (fold files and runs made from the old data will no longer line up)"
             )
         unchanged = all(t.exists() for t in targets) and not changed
-        for target, path in {**targets, **extras}.items():
-            os.replace(path, target)
+        with storage_errors(ws.data_dir, "write into"):
+            for target, path in {**targets, **extras}.items():
+                os.replace(path, target)
+        if slug:
+            settings.competition = slug
         ws.save_settings(settings)
         return FetchResult(sorted(ws.relative(t) for t in {**targets, **extras}), filled, unchanged)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _shown(relative: Path, source: Path, origin: str) -> str:
+    """A staged file as the user knows it: the file in their folder, or its name in the zip/download."""
+    if Path(source).is_dir():
+        return str(Path(source) / relative)
+    return f"{relative} in {origin}"
 
 
 def _digest(path: Path) -> str:
@@ -141,12 +157,10 @@ def fetch_kaggle(ws: Workspace, slug: str | None, force: bool = False) -> FetchR
     slug = slug or settings.competition
     if not slug:
         raise DataError("no competition slug: pass one (`comp fetch SLUG`) or set competition in comp.yaml")
-    if slug != settings.competition:
-        settings.competition = slug
-        ws.save_settings(settings)
+    # comp.yaml takes the new slug only once its files are installed: a failed download changes nothing
     with tempfile.TemporaryDirectory(prefix=".download-", dir=ws.root) as tmp:
         archive = kaggle_client.download_competition(slug, Path(tmp))
-        return install_from(ws, archive, f"the Kaggle download of '{slug}'", force)
+        return install_from(ws, archive, f"the Kaggle download of '{slug}'", force, slug=slug)
 
 
 def fetch_hf(ws: Workspace, spec: str, force: bool = False) -> FetchResult:

@@ -156,15 +156,19 @@ def file_hash(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def load_folds(path: Path, comp: Competition) -> np.ndarray:
-    """Fold index per train row (train order), checking that the fold file matches train.csv."""
+def load_folds(path: Path, comp: Competition, n_folds: int | None = None) -> np.ndarray:
+    """Fold index per train row (train order), checking that the fold file matches train.csv and,
+    with ``n_folds``, that it holds exactly folds 0..n_folds-1."""
     frame = read_csv(path)
     id_column = comp.settings.id_column
+    recreate = f"recreate it with `comp folds{f' --folds {n_folds}' if n_folds else ''} --force`"
     if id_column not in frame.columns or "fold" not in frame.columns:
         raise DataError(
-            f"{path.name} must have columns '{id_column}' and 'fold' (found: {', '.join(frame.columns)}); "
-            "recreate it with `comp folds --force`"
+            f"{path.name} must have columns '{id_column}' and 'fold' (found: {', '.join(frame.columns)}); {recreate}"
         )
+    if frame[id_column].duplicated().any():
+        dup = frame[id_column][frame[id_column].duplicated()].iloc[0]
+        raise DataError(f"{path.name} lists id '{dup}' more than once; {recreate}")
     mapping = dict(zip(frame[id_column], frame["fold"], strict=True))
     train_ids = comp.train_ids
     missing = [i for i in train_ids if i not in mapping]
@@ -172,14 +176,16 @@ def load_folds(path: Path, comp: Competition) -> np.ndarray:
     if missing or extra:
         raise DataError(
             f"{path.name} does not match train.csv: {len(missing)} train id(s) missing from it, "
-            f"{len(extra)} id(s) not in train; recreate it with `comp folds --force` "
+            f"{len(extra)} id(s) not in train; {recreate} "
             "(runs trained on the old folds cannot be blended with new ones)"
         )
     try:
         folds = np.array([int(mapping[i]) for i in train_ids], dtype=np.int64)
     except ValueError:
-        raise DataError(f"{path.name} has a non-integer fold value; recreate it with `comp folds --force`") from None
-    n_folds = int(folds.max()) + 1
-    if folds.min() < 0 or len(np.unique(folds)) != n_folds:
-        raise DataError(f"{path.name} has fold numbers that are not 0..{n_folds - 1}; recreate it with `comp folds --force`")
+        raise DataError(f"{path.name} has a non-integer fold value; {recreate}") from None
+    found = sorted(set(folds.tolist()))
+    expected = n_folds if n_folds is not None else int(folds.max()) + 1
+    if found != list(range(expected)):
+        shown = ", ".join(map(str, found[:12])) + (", ..." if len(found) > 12 else "")
+        raise DataError(f"{path.name} holds folds {shown}, not 0..{expected - 1}; {recreate}")
     return folds

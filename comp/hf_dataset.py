@@ -19,15 +19,13 @@ from __future__ import annotations
 import ast
 import contextlib
 import re
-import socket
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from comp.atomic import write_csv
 from comp.errors import DataError
+from comp.models.hf import hub
 
 TRAIN_CSV = "train.csv"
 TEST_CSV = "test.csv"
@@ -53,8 +51,6 @@ _SUPPORTED = (
     "supported label features: ClassLabel (multiclass), Sequence/List of ClassLabel (multilabel), "
     f"or an int/str/bool feature (or a list of them) named one of {', '.join(LABEL_NAMES)}"
 )
-# the hub client retries a dead network for ~25 s; a TCP connect answers in at most this many seconds
-_PROBE_TIMEOUT_S = 3.0
 
 
 @dataclass
@@ -269,7 +265,7 @@ def _load(name: str, config: str | None, spec: str) -> tuple[Any, str]:
         return _as_dict(_call_load(datasets, name, config, spec, offline=False), spec), "local folder"
 
     offline = bool(datasets.config.HF_HUB_OFFLINE)
-    if not offline and not _hub_reachable(datasets.config.HF_ENDPOINT):
+    if not offline and not hub.hub_reachable(datasets.config.HF_ENDPOINT):
         offline = True
     if not offline:
         try:
@@ -342,22 +338,6 @@ def _as_dict(loaded, spec: str):
             f"Hugging Face dataset {spec} loaded as a single split; it needs 'train' and 'test' splits"
         )
     return loaded
-
-
-def _hub_reachable(endpoint: str, timeout: float = _PROBE_TIMEOUT_S) -> bool:
-    """A quick TCP connect to the hub; without one the hub client spends ~25 s retrying."""
-    proxies = urllib.request.getproxies()
-    if proxies.get("https") or proxies.get("all"):
-        return True  # a direct connect says nothing behind a proxy: let the client try
-    parts = urllib.parse.urlsplit(endpoint)
-    if not parts.hostname:
-        return True
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        socket.create_connection((parts.hostname, port), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ contains the key or token: messages are built here, and anything quoted from Kag
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from comp.errors import KaggleError
 
@@ -69,6 +71,7 @@ class SubmissionLimits:
     num_today: int
     num_total: int
     num_allowed_now: int
+    limited_by_total: bool = False  # the competition's total allowance, not today's, is what is left
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,7 @@ def submission_limits(slug: str) -> SubmissionLimits | None:
             num_today=int(limits.num_today or 0),
             num_total=int(limits.num_total or 0),
             num_allowed_now=int(limits.num_allowed_now or 0),
+            limited_by_total=bool(getattr(limits, "limited_by_total", False)),
         )
 
 
@@ -248,8 +252,18 @@ def _find_credentials() -> _Credentials:
 
     if not sources:
         raise KaggleError(NO_CREDENTIALS)
-    # very short values would redact ordinary words out of messages
-    return _Credentials(sources[0], config_dir, tuple(s for s in set(secrets) if len(s) >= 4))
+    # the forms a secret takes on the wire: HTTP Basic is base64("user:key"), URLs percent-encode
+    users = {str(u) for u in (username, file_values.get("username"), os.environ.get("KAGGLE_USERNAME")) if u}
+    keys = {str(k) for k in (key, file_values.get("key")) if k}
+    encoded = [_b64(f"{u}:{k}") for u in users for k in keys] + [_b64(v) for v in secrets if v]
+    secrets += encoded + [e.rstrip("=") for e in encoded] + [quote(v, safe="") for v in secrets if v]
+    # very short values would redact ordinary words out of messages; longest first, so that a value
+    # containing another is redacted whole
+    return _Credentials(sources[0], config_dir, tuple(sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)))
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
 # ---- the client ----
@@ -318,8 +332,10 @@ def _translate(exc: Exception, creds: _Credentials, slug: str, action: str) -> K
     import requests
 
     response = getattr(exc, "response", None)
+    transient = False
     if isinstance(exc, requests.HTTPError) and response is not None:
         status = response.status_code
+        transient = status >= 500  # a 429 asks to slow down for a minute or more: not worth a poll loop
         if status == 401:
             msg = (
                 f"Kaggle rejected the credentials from {creds.source} (401): create a new token "
@@ -343,10 +359,11 @@ def _translate(exc: Exception, creds: _Credentials, slug: str, action: str) -> K
         else:
             msg = f"Kaggle answered {status} when asked to {action} '{slug}': {_server_message(exc)}; retry later"
     elif isinstance(exc, requests.ConnectionError | requests.Timeout):
+        transient = True
         msg = f"could not reach Kaggle: {_network_reason(exc)}; check your connection or proxy (HTTPS_PROXY) and retry"
     else:
         msg = f"the kaggle client failed to {action} '{slug}': {_describe(exc)}"
-    return KaggleError(_redact(msg, creds))
+    return KaggleError(_redact(msg, creds), transient=transient)
 
 
 # ---- conversions and message helpers ----
@@ -443,7 +460,13 @@ def _network_reason(exc: Exception) -> str:
     return reason
 
 
+# whatever follows an auth scheme is a credential, even one comp did not find (a proxy's, another user's)
+_AUTH_SCHEME = re.compile(r"(?i)\b(basic|bearer)(\s+)([A-Za-z0-9+/=._~-]{8,})")
+_AUTH_FIELD = re.compile(r"(?i)\b(token|key|password|secret)([\"']?\s*[:=]\s*[\"']?)([^\s\"',;&]{4,})")
+
+
 def _redact(text: str, creds: _Credentials) -> str:
     for secret in creds.secrets:
         text = text.replace(secret, "***")
-    return text
+    text = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+    return _AUTH_FIELD.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)

@@ -5,8 +5,13 @@ process never loses a row. The journal stays in rollback mode (no WAL): the ledg
 file that can be copied with the workspace. File paths are stored relative to the workspace, so the
 ledger keeps working after the workspace moves to another machine.
 
-Statuses: ``dry-run`` (written, never meant for upload), ``not uploaded`` (the upload failed or had
-no credentials; ``note`` says why), then Kaggle's ``pending``, ``complete`` or ``error``.
+Statuses: ``dry-run`` (written, never meant for upload), ``uploading`` (the upload has started; a
+crash leaves it so until :func:`reconcile` settles it from Kaggle's list), ``not uploaded`` (the
+upload failed or had no credentials; ``note`` says why), then Kaggle's ``pending``, ``complete`` or
+``error``.
+
+Every CV is stored with its metric and direction (``metric``, ``higher_is_better``): `comp lb`
+compares with the leaderboard, and correlates, only CVs measured with the competition's metric.
 """
 
 from __future__ import annotations
@@ -47,10 +52,13 @@ CREATE TABLE IF NOT EXISTS submissions (
     status        TEXT NOT NULL,
     public_score  REAL,
     private_score REAL,
-    note          TEXT                -- why it was not uploaded, or Kaggle's error description
+    note          TEXT,               -- why it was not uploaded, or Kaggle's error description
+    higher_is_better INTEGER          -- the CV metric's direction: 1 higher is better, 0 lower
 );
 CREATE INDEX IF NOT EXISTS submissions_sha256 ON submissions (sha256);
 """
+# columns added after schema 1 was released: added in place to older ledgers (old comps ignore them)
+_ADDED_COLUMNS = {"higher_is_better": "INTEGER"}
 
 
 @dataclass
@@ -69,6 +77,11 @@ class LedgerEntry:
     public_score: float | None
     private_score: float | None
     note: str | None
+    higher_is_better: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.higher_is_better is not None:  # SQLite stores it as 0/1
+            self.higher_is_better = bool(self.higher_is_better)
 
     @property
     def cv(self) -> float | None:
@@ -88,13 +101,28 @@ def utc_now() -> str:
 
 
 class Ledger:
-    """``with Ledger(path) as ledger: ...``; opening checks the file and creates the schema."""
+    """``with Ledger(path) as ledger: ...``; opening checks the file and creates the schema.
 
-    def __init__(self, path: str | Path, timeout: float = 10.0):
+    ``readonly``: opened without any write lock, so it can be read (`comp lb --offline`) while another
+    process writes; a missing ledger then reads as empty.
+    """
+
+    def __init__(self, path: str | Path, timeout: float = 10.0, readonly: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
+        self._con = None
+        if readonly and not self.path.exists():
+            return
         try:
-            self._con = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            if readonly:
+                self._con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout,
+                                            isolation_level=None)
+            else:
+                from comp.atomic import storage_errors
+
+                with storage_errors(self.path.parent, "create the folder"):
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._con = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         except sqlite3.Error as exc:
             raise self._error(exc) from None
         try:
@@ -105,24 +133,43 @@ class Ledger:
 
     def _open(self) -> None:
         with self._guard():
-            self._con.execute("PRAGMA journal_mode=DELETE")
+            if not self.readonly:
+                self._con.execute("PRAGMA journal_mode=DELETE")
             check = [row[0] for row in self._con.execute("PRAGMA integrity_check").fetchall()]
             if check != ["ok"]:
                 raise sqlite3.DatabaseError(check[0] if check else "integrity check failed")
+        if self.readonly:
+            with self._guard():
+                tables = {r[0] for r in self._con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if "submissions" not in tables:
+                    raise sqlite3.DatabaseError("no submissions table")
+                row = self._con.execute("SELECT MAX(version) FROM schema_version").fetchone()
+                self._columns = {r[1] for r in self._con.execute("PRAGMA table_info(submissions)")}
+            self._check_version(row[0])
+            return
         with self._transaction() as con:
             for statement in filter(str.strip, _SCHEMA.split(";")):  # executescript would commit
                 con.execute(statement)
             row = con.execute("SELECT MAX(version) FROM schema_version").fetchone()
             if row[0] is None:
                 con.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            elif row[0] > SCHEMA_VERSION:
-                raise CompError(
-                    f"{self.path} was written by a newer comp (ledger schema {row[0]}, this comp reads "
-                    f"{SCHEMA_VERSION}); upgrade comp"
-                )
+            self._check_version(row[0])
+            self._columns = {r[1] for r in con.execute("PRAGMA table_info(submissions)")}
+            for name, kind in _ADDED_COLUMNS.items():
+                if name not in self._columns:
+                    con.execute(f"ALTER TABLE submissions ADD COLUMN {name} {kind}")
+                    self._columns.add(name)
+
+    def _check_version(self, version) -> None:
+        if version is not None and version > SCHEMA_VERSION:
+            raise CompError(
+                f"{self.path} was written by a newer comp (ledger schema {version}, this comp reads "
+                f"{SCHEMA_VERSION}); upgrade comp"
+            )
 
     def close(self) -> None:
-        self._con.close()
+        if self._con is not None:
+            self._con.close()
 
     def __enter__(self) -> Ledger:
         return self
@@ -132,7 +179,21 @@ class Ledger:
 
     # ---- errors and transactions ---------------------------------------------------------------
     def _error(self, exc: sqlite3.Error) -> CompError:
+        from comp.errors import StorageError
+
         text = str(exc)
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code == sqlite3.SQLITE_FULL or "disk is full" in text:
+            return StorageError(f"cannot write {self.path}: the disk is full; free some space and retry "
+                                "(the ledger is unchanged)")
+        if code == sqlite3.SQLITE_READONLY or "readonly" in text:
+            return StorageError(f"cannot write {self.path}: it or its folder is read-only; make submissions/ "
+                                "writable and retry (the ledger is unchanged)")
+        if code == sqlite3.SQLITE_CANTOPEN or "unable to open" in text:
+            return StorageError(f"cannot open {self.path} ({text}); check that submissions/ exists and is writable")
+        if code == sqlite3.SQLITE_IOERR or "disk I/O error" in text:
+            return StorageError(f"cannot write {self.path}: disk I/O error ({text}); check the disk and retry "
+                                "(the ledger is unchanged)")
         if "locked" in text or "busy" in text:
             return CompError(f"{self.path} is locked: another comp process holds it; let it finish and retry")
         return CompError(
@@ -149,19 +210,26 @@ class Ledger:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        if self.readonly:
+            raise CompError(f"{self.path} was opened read-only")
         with self._guard():
             self._con.execute("BEGIN IMMEDIATE")
             try:
                 yield self._con
+                self._con.execute("COMMIT")
             except BaseException:
-                self._con.execute("ROLLBACK")
+                # SQLite rolls back by itself after SQLITE_FULL and some I/O errors; a second ROLLBACK
+                # would then fail and hide the error that matters
+                if self._con.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._con.execute("ROLLBACK")
                 raise
-            self._con.execute("COMMIT")
 
     # ---- rows ----------------------------------------------------------------------------------
     def add(self, entry: LedgerEntry) -> LedgerEntry:
         values = dataclasses.asdict(entry)
         values.pop("id")
+        values = {k: v for k, v in values.items() if k in self._columns}
         with self._transaction() as con:
             cursor = con.execute(
                 f"INSERT INTO submissions ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
@@ -197,16 +265,20 @@ class Ledger:
         """Every submission, oldest first."""
         return self._select("ORDER BY time, id")
 
+    def entries_with_status(self, status: str) -> list[LedgerEntry]:
+        return self._select("WHERE status = ? ORDER BY time, id", (status,))
+
     def uploaded_with_hash(self, sha256: str) -> LedgerEntry | None:
         """The first uploaded submission (one Kaggle gave a ref) with this file hash."""
         rows = self._select("WHERE sha256 = ? AND ref IS NOT NULL ORDER BY time, id LIMIT 1", (sha256,))
         return rows[0] if rows else None
 
     def _select(self, clause: str, params: tuple = ()) -> list[LedgerEntry]:
+        if self._con is None:  # read-only and no ledger yet
+            return []
+        fields = [f if f in self._columns else f"NULL AS {f}" for f in _FIELDS]
         with self._guard():
-            rows = self._con.execute(
-                f"SELECT {', '.join(_FIELDS)} FROM submissions {clause}", params
-            ).fetchall()
+            rows = self._con.execute(f"SELECT {', '.join(fields)} FROM submissions {clause}", params).fetchall()
         return [LedgerEntry(*row) for row in rows]
 
 
@@ -240,6 +312,47 @@ def refresh(ledger: Ledger, kaggle: list[KaggleSubmission]) -> tuple[int, list[K
     return len(changes), [sub for sub in kaggle if sub.ref not in known]
 
 
+def reconcile(ledger: Ledger, kaggle: list[KaggleSubmission], in_progress: Callable[[LedgerEntry], bool]) -> int:
+    """Settle the rows left ``uploading`` by a crash or kill during `comp submit`, from Kaggle's list.
+
+    A row whose upload is still running (``in_progress``: its upload lock is held) is left alone.
+    Otherwise the Kaggle submission with the row's file name and description, made at or after the
+    row's time (minus 10 minutes of clock skew) and not yet in the ledger, is the row's: its ref,
+    status and scores are recorded. With no such submission, Kaggle never got the file: the row
+    becomes ``not uploaded``. Returns the number of rows settled.
+    """
+    known = {e.ref for e in ledger.entries() if e.ref is not None}
+    changes: dict[int, dict[str, Any]] = {}
+    claimed: set[int] = set()
+    for entry in ledger.entries_with_status("uploading"):
+        if in_progress(entry):
+            continue
+        since = _parse_time(entry.time) - 600
+        matches = [sub for sub in kaggle if sub.ref not in known and sub.ref not in claimed
+                   and sub.file_name == Path(entry.file).name and sub.description == entry.message
+                   and _parse_time(sub.date) >= since]
+        if matches:
+            sub = min(matches, key=lambda s: (_parse_time(s.date), s.ref))
+            claimed.add(sub.ref)
+            changes[entry.id] = {"ref": sub.ref, "status": sub.status, "public_score": sub.public_score,
+                                 "private_score": sub.private_score,
+                                 "note": sub.error_description or "the upload was interrupted after Kaggle received it"}
+        else:
+            changes[entry.id] = {"status": "not uploaded",
+                                 "note": "the upload was interrupted before Kaggle received the file; "
+                                         f"`comp submit {entry.run}` uploads it again"}
+    ledger.update_many(changes)
+    return len(changes)
+
+
+def _parse_time(text: str) -> float:
+    try:
+        value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
 @dataclass
 class Correlation:
     n: int
@@ -248,9 +361,17 @@ class Correlation:
     spearman_honest: float | None
 
 
-def correlation(entries: list[LedgerEntry]) -> Correlation | None:
-    """Correlation of CV with the public LB over submissions that have both (None below three)."""
+def correlation(entries: list[LedgerEntry], metric: str | None = None) -> Correlation | None:
+    """Correlation of CV with the public LB over submissions that have both (None below three).
+
+    Only CVs of one metric are correlated: ``metric`` (the competition's, which the leaderboard
+    uses), or else the metric most submissions were scored with.
+    """
     scored = [e for e in entries if e.public_score is not None and e.cv is not None]
+    if metric is None and scored:
+        metrics = [e.metric for e in scored]
+        metric = max(dict.fromkeys(metrics), key=metrics.count)
+    scored = [e for e in scored if e.metric == metric or (e.metric is None and metric is None)]
     if len(scored) < 3:
         return None
     lb = np.array([e.public_score for e in scored])
@@ -295,6 +416,12 @@ class LbReport:
     my_entry: LeaderboardEntry | None = None
     warnings: list[str] = field(default_factory=list)
     waited_out: LedgerEntry | None = None  # the newest submission, still pending when --wait gave up
+    metric: str | None = None  # the competition's: the leaderboard's metric
+    reconciled: int = 0  # rows an interrupted upload had left "uploading", settled from Kaggle's list
+
+    def comparable(self, entry: LedgerEntry) -> bool:
+        """Whether the entry's CV was measured with the leaderboard's metric (so LB - CV means something)."""
+        return entry.metric is None or self.metric is None or entry.metric == self.metric
 
 
 def lb_report(
@@ -309,16 +436,19 @@ def lb_report(
     """Refresh the ledger from Kaggle (unless ``offline``) and gather what `comp lb` prints.
 
     ``wait`` polls every ``interval`` seconds, at most ``timeout`` seconds, until the newest uploaded
-    submission is no longer pending. Without ``wait`` a Kaggle failure is a warning: the ledger as
-    recorded is still shown.
+    submission is no longer pending; a transient failure (5xx, network) is retried with backoff
+    within ``timeout``. Without ``wait`` a Kaggle failure is a warning: the ledger as recorded is
+    still shown. ``offline`` reads the ledger without taking a write lock.
     """
     from comp import kaggle_client
+    from comp.locks import upload_in_progress
 
     if offline and (wait or top):
         raise CompError("--wait and --top need Kaggle; drop --offline")
-    slug = ws.load_settings().competition
-    report = LbReport(entries=[])
-    with Ledger(ws.ledger_path) as ledger:
+    settings = ws.load_settings()
+    slug = settings.competition
+    report = LbReport(entries=[], metric=settings.metric)
+    with Ledger(ws.ledger_path, readonly=offline) as ledger:
         if not offline and not slug:
             report.warnings.append(
                 "comp.yaml has no competition slug: showing the ledger without refreshing it"
@@ -331,17 +461,27 @@ def lb_report(
                 )
             kaggle: list[KaggleSubmission] = []
             started = time.monotonic()
+            backoff = first_backoff = max(interval, 0.5)  # seconds; doubles after each failure
             while True:
                 try:
                     kaggle = kaggle_client.list_submissions(slug)
                 except KaggleError as exc:
+                    left = timeout - (time.monotonic() - started)
+                    if wait and exc.transient and left > 0:
+                        report.warnings.append(f"{exc} (retrying in {min(backoff, left):.1f} s)")
+                        sleep(min(backoff, left))
+                        backoff = min(backoff * 2, 300.0)
+                        continue
                     if wait or top:
                         raise
                     report.warnings.append(f"{exc} (showing the ledger as recorded; --offline skips Kaggle)")
                     break
+                backoff = first_backoff
+                report.reconciled += reconcile(
+                    ledger, kaggle, lambda e: upload_in_progress(ws.submissions_dir, Path(e.file).name))
                 updated, report.not_in_ledger = refresh(ledger, kaggle)
                 report.updated += updated
-                if not wait or ledger.get(newest.id).status != "pending":
+                if not wait or ledger.get(newest.id).status not in ("pending", "uploading"):
                     break
                 if time.monotonic() - started + interval > timeout:
                     report.waited_out = ledger.get(newest.id)
@@ -354,7 +494,7 @@ def lb_report(
                     mine = [e for e in report.leaderboard if e.team_name == report.team_name]
                     report.my_entry = mine[0] if mine else kaggle_client.team_entry(slug, report.team_name)
         report.entries = ledger.entries()
-    report.correlation = correlation(report.entries)
+    report.correlation = correlation(report.entries, settings.metric)
     return report
 
 

@@ -430,10 +430,17 @@ class RunReport:
     notes: list[str] = field(default_factory=list)
 
 
+def check_out_folder(out: str | Path | None) -> None:
+    """``--out`` must be a folder (it gets report.html and the figures), never an existing file."""
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise CompError(f"--out {out} is a file; pass a folder (the report writes report.html and its figures into it)")
+
+
 def write_run_report(ws: Workspace, name: str, out: str | Path | None = None) -> RunReport:
     """Tables, figures and report.html for run ``name`` in ``out`` (default runs/<run>/report/)."""
     from comp.runs import labels_for, load_run
 
+    check_out_folder(out)
     settings = ws.load_settings()
     run = load_run(ws, name, settings.output_names)
     comp = labels_for(ws, run)
@@ -567,6 +574,7 @@ def write_comparison(
     from comp import plots
     from comp.runs import labels_for, load_run
 
+    check_out_folder(out)
     names = list(dict.fromkeys(names))
     if len(names) < 2:
         raise RunError("compare needs at least two different runs: `comp compare RUN RUN ...`")

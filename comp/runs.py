@@ -1,12 +1,16 @@
 """Reading and writing a run's files (the same for trained models and ensembles).
 
 ```
-runs/<run>/run.yaml          resolved config, fold file + hash, versions, git sha, timings
+runs/<run>/run.yaml          resolved config, fold file + hash, data fingerprint (comp.fingerprint),
+                             digest (config + folds + data), versions, git sha, timings
 runs/<run>/oof.parquet       id, fold, one probability column per class (class order of comp.yaml)
 runs/<run>/test.parquet      id, one probability column per class
 runs/<run>/scores.json       metric at 0.5, tuned, honest; per fold
 runs/<run>/thresholds.json   per-class thresholds fitted on the OOF
 ```
+
+:func:`load_run` is the one door every reader takes: it refuses a run whose data changed since it
+was trained (:func:`check_data`) or whose files are damaged, naming the file and what rebuilds it.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from comp.atomic import write_json, write_parquet, write_yaml
-from comp.errors import RunError
+from comp.atomic import append_text, write_json, write_parquet, write_yaml
+from comp.errors import CompError, RunError
 from comp.workspace import RunPaths, Workspace
 
 _VERSIONED = ("comp", "numpy", "pandas", "scikit-learn", "torch", "transformers", "peft", "bitsandbytes", "accelerate")
@@ -52,15 +56,111 @@ def now() -> str:
 
 
 def read_run_yaml(paths: RunPaths) -> dict[str, Any]:
+    """run.yaml as a mapping; a missing run or a damaged file is one RunError line naming it."""
     import yaml
 
     if not paths.exists:
         raise RunError(f"no run '{paths.name}' in {paths.dir.parent}; `comp runs` lists the runs")
-    return yaml.safe_load(paths.run_yaml.read_text(encoding="utf-8")) or {}
+    try:
+        record = yaml.safe_load(paths.run_yaml.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise RunError(f"{paths.run_yaml} is damaged ({_first_line(exc)}); {_redo(paths.name, None)}") from None
+    except OSError as exc:
+        raise RunError(f"{paths.run_yaml} cannot be read ({exc.strerror or exc}); check its permissions") from None
+    if record is None:
+        return {}
+    if not isinstance(record, dict):
+        raise RunError(f"{paths.run_yaml} is damaged (not a mapping of settings); {_redo(paths.name, None)}")
+    return record
 
 
 def write_run_yaml(paths: RunPaths, record: dict[str, Any]) -> None:
     write_yaml(paths.run_yaml, record)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _redo(name: str, record: dict[str, Any] | None) -> str:
+    """What rebuilds a run's files: `comp train` for a model, `comp ensemble --force` for a blend."""
+    if record and record.get("kind") == "ensemble":
+        members = " ".join(record.get("members") or ["RUN", "RUN"])
+        method = (record.get("config") or {}).get("method", "mean")
+        return f"re-create it with `comp ensemble {members} --name {name} --method {method} --force`"
+    config = (record or {}).get("config_file") or "CONFIG"
+    return f"re-run `comp train {config}` (with --name {name} if it differs from the file name) to rebuild it"
+
+
+def read_json_file(path: Path, name: str, record: dict[str, Any] | None, fix: str | None = None) -> dict[str, Any] | None:
+    """A run's JSON file (scores.json, thresholds.json) or None when absent; damaged: a RunError naming it."""
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path} is damaged ({_first_line(exc)}); {fix or _redo(name, record)}") from None
+    if not isinstance(value, dict):
+        raise RunError(f"{path} is damaged (not a JSON object); {fix or _redo(name, record)}")
+    return value
+
+
+# ---- what a run was trained on --------------------------------------------------------------------
+
+_CURRENT: dict[tuple, dict[str, Any]] = {}
+
+
+def current_data(ws: Workspace, comp=None) -> dict[str, Any]:
+    """The data fingerprint of the workspace's train.csv and test.csv as comp.yaml reads them now.
+
+    Cached per process on the files' size and modification time, so checking many runs reads the
+    CSVs once.
+    """
+    from comp.data import load_competition
+    from comp.fingerprint import data_fingerprint
+
+    key = tuple(_stat(p) for p in (ws.settings_path, ws.train_csv, ws.test_csv, ws.sample_submission_csv))
+    if key not in _CURRENT:
+        comp = comp or load_competition(ws)
+        _CURRENT.clear()
+        _CURRENT[key] = data_fingerprint(comp, now())
+    return _CURRENT[key]
+
+
+def _stat(path: Path) -> tuple:
+    try:
+        st = path.stat()
+    except OSError:
+        return (str(path), None)
+    return (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def stale_data_error(name: str, old: dict[str, Any], new: dict[str, Any]) -> RunError | None:
+    """The RunError for a run whose recorded data differs from ``new``, or None when it is the same."""
+    from comp.fingerprint import data_changes
+
+    changes = data_changes(old, new)
+    if not changes:
+        return None
+    shown = ", ".join(changes[:3]) + (", ..." if len(changes) > 3 else "")
+    return RunError(
+        f"run '{name}' was trained on other data: {shown} changed since {old.get('recorded', '?')}; "
+        "retrain with --force or --name NEW"
+    )
+
+
+def check_data(ws: Workspace, name: str, record: dict[str, Any], comp=None) -> None:
+    """Refuse, by name, a run whose train/test data or columns are not the workspace's current ones."""
+    recorded = record.get("data")
+    if not isinstance(recorded, dict):
+        raise RunError(
+            f"run '{name}' records no data fingerprint (it was made by an older comp), so what it was trained "
+            "on cannot be checked; retrain with --force or --name NEW"
+        )
+    error = stale_data_error(name, recorded, current_data(ws, comp))
+    if error is not None:
+        raise error
 
 
 @dataclass
@@ -94,24 +194,75 @@ def write_run_outputs(paths: RunPaths, id_column: str, classes: list[str], train
     write_json(paths.thresholds, thresholds)
 
 
-def load_run(ws: Workspace, name: str, classes: list[str] | None = None) -> RunData:
-    """Load a finished run; with ``classes``, check it has exactly those probability columns."""
-    import pandas as pd
+def load_run(ws: Workspace, name: str, classes: list[str] | None = None, check: bool = True) -> RunData:
+    """Load a finished run; with ``classes``, check it has exactly those probability columns.
 
+    Every reader (submit, ensemble, thresholds, report, compare) comes through here, so here a run
+    is refused when its data changed since it was trained (``check``), or a file of it is damaged:
+    unreadable parquet or JSON, missing columns, probabilities that are NaN or outside [0, 1].
+    """
     paths = ws.run(name)
     record = read_run_yaml(paths)
     if not paths.oof.is_file() or not paths.test.is_file():
         raise RunError(f"run '{name}' is not finished (no oof.parquet / test.parquet); re-run `comp train` to finish it")
-    oof, test = pd.read_parquet(paths.oof), pd.read_parquet(paths.test)
+    if check:
+        check_data(ws, name, record)
+    oof, test = _read_probabilities(paths.oof, name, record), _read_probabilities(paths.test, name, record)
     id_column = oof.columns[0]
+    if "fold" not in oof.columns or test.columns[0] != id_column:
+        raise RunError(f"{paths.oof} or {paths.test} is damaged (no '{id_column}' / 'fold' column); {_redo(name, record)}")
     run_classes = [c for c in oof.columns if c not in (id_column, "fold")]
     if classes is not None and run_classes != list(classes):
         raise RunError(f"run '{name}' has classes {run_classes[:6]}... which differ from comp.yaml's {list(classes)[:6]}...; "
                        "it was trained on another competition schema")
-    scores = json.loads(paths.scores.read_text()) if paths.scores.is_file() else {}
-    thresholds = json.loads(paths.thresholds.read_text()) if paths.thresholds.is_file() else None
-    return RunData(name, record, oof[id_column].astype(str).tolist(), oof["fold"].to_numpy(), oof[run_classes].to_numpy(),
-                   test[id_column].astype(str).tolist(), test[run_classes].to_numpy(), run_classes, scores, thresholds)
+    if [c for c in test.columns if c != id_column] != run_classes:
+        raise RunError(f"{paths.test} has other class columns than {paths.oof}; {_redo(name, record)}")
+    oof_values = _check_probabilities(paths.oof, oof, run_classes, id_column, name, record)
+    test_values = _check_probabilities(paths.test, test, run_classes, id_column, name, record)
+    scores = read_json_file(paths.scores, name, record) or {}
+    thresholds = read_json_file(paths.thresholds, name, record, f"re-fit it with `comp thresholds {name}`")
+    try:
+        fold_column = oof["fold"].to_numpy(dtype=np.int64)
+    except (TypeError, ValueError):
+        raise RunError(f"{paths.oof} has a non-integer 'fold' column; {_redo(name, record)}") from None
+    return RunData(name, record, oof[id_column].astype(str).tolist(), fold_column, oof_values,
+                   test[id_column].astype(str).tolist(), test_values, run_classes, scores, thresholds)
+
+
+def _read_probabilities(path: Path, name: str, record: dict[str, Any]):
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError and others for a truncated file
+        raise RunError(f"{path} is damaged ({_first_line(exc)}); {_redo(name, record)}") from None
+
+
+# probabilities may exceed [0, 1] by float rounding in a blend, never by more
+_PROBABILITY_SLACK = 1e-6
+
+
+def _check_probabilities(path: Path, frame, classes: list[str], id_column: str, name: str,
+                         record: dict[str, Any]) -> np.ndarray:
+    try:
+        values = frame[classes].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        raise RunError(f"{path} has non-numeric probability columns; {_redo(name, record)}") from None
+    bad = ~np.isfinite(values)
+    kind = "NaN or infinite values"
+    if not bad.any():
+        bad = (values < -_PROBABILITY_SLACK) | (values > 1 + _PROBABILITY_SLACK)
+        kind = "probabilities outside [0, 1]"
+    if bad.any():
+        column = int(np.flatnonzero(bad.any(axis=0))[0])
+        rows = np.flatnonzero(bad[:, column])
+        shown = ", ".join(f"{values[i, column]:g}" for i in rows[:3])
+        ids = ", ".join(str(v) for v in frame[id_column].iloc[rows[:3]])
+        raise RunError(
+            f"{path} has {kind} in column '{classes[column]}' ({len(rows)} row(s): {shown}; ids {ids}); "
+            f"nothing can be submitted or blended from it: {_redo(name, record)}"
+        )
+    return values
 
 
 @dataclass
@@ -127,23 +278,56 @@ class RunSummary:
 
 
 def list_runs(ws: Workspace) -> list[RunSummary]:
+    """Every run's summary. A damaged run.yaml or scores.json marks that run, never hides the others;
+    a run whose data changed since it was trained says so in its status."""
+    try:
+        current = current_data(ws)
+    except CompError:
+        current = None  # no data/ yet, or it is invalid: the runs are listed without the data check
     out = []
     for name in ws.run_names():
         paths = ws.run(name)
-        record = read_run_yaml(paths)
-        cv = {}
-        if paths.scores.is_file():
-            cv = json.loads(paths.scores.read_text()).get("cv", {})
-        folds = record.get("folds", {})
-        n_folds = folds.get("n_folds")
-        done = sum(1 for k in range(n_folds or 0) if paths.fold_done(k).is_file())
-        if record.get("kind") == "ensemble":
-            status = "done"
-        else:
-            status = "done" if paths.oof.is_file() else f"{done}/{n_folds} folds"
-        out.append(RunSummary(name, str(record.get("model", "?")), f"k{n_folds} s{folds.get('seed')}",
-                              cv.get("at_0.5"), cv.get("tuned"), cv.get("honest"), record.get("seconds"), status))
+        try:
+            out.append(_summary(paths, read_run_yaml(paths), current))
+        except CompError as exc:
+            out.append(RunSummary(name, "?", "?", None, None, None, None, f"damaged: {_damage(exc, paths)}"))
     return out
+
+
+def _damage(exc: CompError, paths: RunPaths) -> str:
+    text = str(exc)
+    for path in (paths.run_yaml, paths.scores):
+        if text.startswith(str(path)):
+            return f"{path.name}{text[len(str(path)):].split(';')[0]}"
+    return text.split(";")[0]
+
+
+def _summary(paths: RunPaths, record: dict[str, Any], current: dict[str, Any] | None) -> RunSummary:
+    scores = read_json_file(paths.scores, paths.name, record) or {}
+    cv = scores.get("cv") if isinstance(scores.get("cv"), dict) else {}
+    folds = record.get("folds") if isinstance(record.get("folds"), dict) else {}
+    n_folds = folds.get("n_folds") if isinstance(folds.get("n_folds"), int) else None
+    done = sum(1 for k in range(n_folds or 0) if paths.fold_done(k).is_file())
+    if record.get("kind") == "ensemble":
+        status = "done"
+    else:
+        status = "done" if paths.oof.is_file() else f"{done}/{n_folds} folds"
+    recorded = record.get("data")
+    if current is not None and isinstance(recorded, dict):
+        from comp.fingerprint import data_changes
+
+        changes = data_changes(recorded, current)
+        if changes:
+            status = f"stale: {changes[0]} changed"
+    elif current is not None:
+        status = f"{status} (no data fingerprint)"
+    return RunSummary(paths.name, str(record.get("model", "?")), f"k{n_folds} s{folds.get('seed')}",
+                      _number(cv.get("at_0.5")), _number(cv.get("tuned")), _number(cv.get("honest")),
+                      _number(record.get("seconds")), status)
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 class RunLog:
@@ -159,9 +343,7 @@ class RunLog:
         if not self.enabled:
             return
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(f"{now()} {message}\n")
+            append_text(self.path, f"{now()} {message}\n")
         if echo and self.echo is not None:
             self.echo(message)
 

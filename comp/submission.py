@@ -63,25 +63,67 @@ def layout(settings: CompSettings) -> str:
     return "proba" if settings.submission_format == "probabilities" else "indicator"
 
 
-def threshold_vector(thresholds: dict[str, Any] | None, settings: CompSettings) -> tuple[np.ndarray, int]:
+def threshold_vector(thresholds: dict[str, Any] | None, settings: CompSettings,
+                     source: str = "thresholds.json", run: str = "RUN") -> tuple[np.ndarray, int]:
     """Thresholds (offsets for multiclass) in class order, and min_labels, from a run's thresholds.json.
 
-    A missing file or a NaN threshold (probability metrics tune none) falls back to 0.5 (offset 0).
+    A missing file, or a class without a tuned threshold (NaN: thresholds fitted for a probability
+    metric), is refused rather than replaced by 0.5: the run's CV was measured with tuned thresholds.
     """
     names = settings.output_names
-    neutral = 0.0 if settings.task == "multiclass" else 0.5
     if not thresholds:
-        return np.full(len(names), neutral), settings.min_labels
+        raise RunError(f"{source} is missing, so the labels cannot be decided as the run's CV was measured; "
+                       f"re-fit it with `comp thresholds {run}`")
     if thresholds.get("task", settings.task) != settings.task:
         raise RunError(
-            f"thresholds.json was fitted for a {thresholds.get('task')} task, comp.yaml says {settings.task}; "
-            "re-fit them with `comp thresholds RUN`"
+            f"{source} was fitted for a {thresholds.get('task')} task, comp.yaml says {settings.task}; "
+            f"re-fit them with `comp thresholds {run}`"
         )
     from comp.evaluation import threshold_values
 
     t = threshold_values(thresholds, names)
-    t[np.isnan(t)] = neutral
+    if np.isnan(t).any():
+        missing = [c for c, v in zip(names, t, strict=True) if np.isnan(v)]
+        raise RunError(
+            f"{source} has no tuned threshold for class(es) {', '.join(missing[:5])} (fitted for metric "
+            f"{thresholds.get('metric')}, which scores probabilities); re-fit them for the competition's metric "
+            f"with `comp thresholds {run} --metric {settings.metric}`"
+        )
     return t, int(thresholds.get("min_labels", settings.min_labels) or 0)
+
+
+def value_kind_problems(settings: CompSettings, sample: pd.DataFrame) -> list[str]:
+    """Why the value kind that will be submitted (labels or probabilities) does not fit the metric or
+    sample_submission.csv; empty when it fits. Kaggle marks a file of the wrong kind as an ERROR (or
+    scores it meaninglessly), and the daily submission is gone either way."""
+    import pandas as pd
+
+    from comp.metrics import METRICS
+
+    kind = "probabilities" if layout(settings) == "proba" else "labels"
+    problems = []
+    metric = METRICS[settings.metric]
+    wanted = "probabilities" if metric.needs_proba else "labels"
+    if kind != wanted:
+        problems.append(
+            f"metric {settings.metric} scores {wanted} but submission_format is {settings.submission_format or 'labels'}, "
+            f"so the file would hold {kind}; set submission_format: {wanted} in comp.yaml"
+        )
+    values = sample[list(settings.label_columns)].astype(str).apply(lambda c: c.str.strip()).to_numpy().ravel()
+    values = pd.Series([v for v in values if v])
+    if len(values):
+        numbers = pd.to_numeric(values, errors="coerce")
+        fractional = bool(numbers.notna().all() and (numbers != numbers.round()).any())
+        labels_like = bool(numbers.isna().any() or (numbers.notna().all() and numbers.nunique() > 1
+                                                     and set(numbers.unique()) <= {0, 1}))
+        shown = ", ".join(dict.fromkeys(values.head(50)))[:60]
+        if kind == "labels" and fractional:
+            problems.append(f"sample_submission.csv holds probabilities ({shown}) but the file would hold labels; "
+                            "set submission_format: probabilities in comp.yaml")
+        if kind == "probabilities" and labels_like:
+            problems.append(f"sample_submission.csv holds labels ({shown}) but the file would hold probabilities; "
+                            "set submission_format: labels in comp.yaml")
+    return problems
 
 
 # ---- building ----------------------------------------------------------------------------------
@@ -321,61 +363,158 @@ def submit_run(ws: Workspace, run: str, message: str | None = None, dry_run: boo
                force: bool = False) -> SubmitOutcome:
     """Build and validate RUN's submission, write it, upload it (unless ``dry_run``) and log it.
 
-    The ledger row is written before the upload and updated after it, so a failed or interrupted
-    upload still leaves the file and its row (status ``not uploaded``).
+    Before anything is written: the run's data is the workspace's (comp.runs.load_run), its files are
+    sound, the value kind fits the metric and sample_submission.csv (``force`` overrides), and Kaggle
+    has a submission left today. The ledger row is written as ``uploading`` before the upload, under
+    a lock on the file, and updated after it; a crash in between is reconciled with Kaggle's list of
+    submissions by the next `comp submit` or `comp lb` (:func:`comp.ledger.reconcile`).
     """
     from comp import kaggle_client
     from comp.atomic import write_bytes
     from comp.data import read_csv
     from comp.ledger import Ledger, LedgerEntry, utc_now
+    from comp.locks import upload_lock
     from comp.runs import load_run
 
     settings = ws.load_settings()
     settings.require_schema()
     data = load_run(ws, run, settings.output_names)
     sample = read_csv(ws.sample_submission_csv)
-    thresholds, min_labels = threshold_vector(data.thresholds, settings)
+    problems = [] if force else value_kind_problems(settings, sample)
+    if problems:
+        raise ConfigError(f"the submission would hold the wrong kind of values, nothing was written or uploaded: "
+                          f"{'; '.join(problems)} (or pass --force to submit it anyway)")
+    if layout(settings) == "proba":
+        thresholds, min_labels = None, settings.min_labels
+    else:
+        thresholds, min_labels = threshold_vector(data.thresholds, settings, ws.relative(ws.run(run).thresholds), run)
     frame = build_submission(data.test_ids, data.test, settings, sample, thresholds, min_labels)
     payload = validate_submission(frame, sample, settings).encode("utf-8")
     digest = file_sha256(payload)
     slug = settings.competition
     if not dry_run and not slug:
         raise ConfigError("comp.yaml has no competition slug; set competition: SLUG to upload (or pass --dry-run)")
+    limits = None if dry_run else _limits(slug)
+    if limits is not None:
+        _refuse_when_none_left(limits, slug)
+    metric, higher = score_metric(data.scores)
 
     with Ledger(ws.ledger_path) as ledger:
+        if not dry_run and ledger.entries_with_status("uploading"):
+            _reconcile(ws, ledger, slug)
         previous = ledger.uploaded_with_hash(digest)
         if previous is not None and not dry_run and not force:
             raise KaggleError(
                 f"this submission is identical to #{previous.id} ({previous.file}, uploaded {previous.time[:16]}, "
                 f"ref {previous.ref}); nothing was uploaded. Pass --force to upload it again"
             )
-        path = _new_path(ws, run)
-        write_bytes(path, payload)
-        cv = data.scores.get("cv") or {}
-        entry = ledger.add(LedgerEntry(
-            id=None, time=utc_now(), run=run, file=Path(ws.relative(path)).as_posix(), sha256=digest,
-            message=message or default_message(run, data.scores), metric=data.scores.get("metric"),
-            cv_tuned=_number(cv.get("tuned")), cv_honest=_number(cv.get("honest")), ref=None,
-            status="dry-run" if dry_run else "not uploaded", public_score=None, private_score=None, note=None,
-        ))
-        outcome = SubmitOutcome(entry, path, len(frame), uploaded=False, duplicate_of=previous)
-        if dry_run:
-            return outcome
-        try:
-            result = kaggle_client.submit(slug, path, entry.message)
-        except KaggleError as exc:
-            ledger.update(entry.id, note=str(exc))
+        unsure = [e for e in ledger.entries_with_status("uploading") if e.sha256 == digest]
+        if unsure and not dry_run and not force:
             raise KaggleError(
-                f"{exc} ({entry.file} was written and logged as ledger #{entry.id}, not uploaded)"
-            ) from None
-        outcome.entry = ledger.update(entry.id, ref=result.ref, status="pending", note=None)
+                f"this submission is identical to #{unsure[0].id} ({unsure[0].file}), whose upload was interrupted and "
+                "which Kaggle's list cannot confirm yet; run `comp lb` to check, or pass --force to upload it again"
+            )
+        path = _new_path(ws, run)
+        cv = data.scores.get("cv") or {}
+        entry = LedgerEntry(
+            id=None, time=utc_now(), run=run, file=Path(ws.relative(path)).as_posix(), sha256=digest,
+            message=message or default_message(run, data.scores), metric=metric,
+            cv_tuned=_number(cv.get("tuned")), cv_honest=_number(cv.get("honest")), ref=None,
+            status="dry-run" if dry_run else "uploading", public_score=None, private_score=None, note=None,
+            higher_is_better=higher,
+        )
+        lock = None if dry_run else upload_lock(ws.submissions_dir, path.name)
+        if lock is not None:
+            lock.acquire()
+        try:
+            write_bytes(path, payload)
+            try:
+                entry = ledger.add(entry)
+            except BaseException:
+                path.unlink(missing_ok=True)  # no CSV without its ledger row
+                raise
+            outcome = SubmitOutcome(entry, path, len(frame), uploaded=False, duplicate_of=previous)
+            if dry_run:
+                return outcome
+            try:
+                result = kaggle_client.submit(slug, path, entry.message)
+            except KaggleError as exc:
+                ledger.update(entry.id, status="not uploaded", note=str(exc))
+                raise KaggleError(
+                    f"{exc} ({entry.file} was written and logged as ledger #{entry.id}, not uploaded)"
+                ) from None
+            outcome.entry = ledger.update(entry.id, ref=result.ref, status="pending", note=None)
+        finally:
+            if lock is not None:
+                lock.release()
     outcome.uploaded, outcome.kaggle_message = True, result.message
     try:
-        limits = kaggle_client.submission_limits(slug)
+        after = kaggle_client.submission_limits(slug)
     except KaggleError:
-        limits = None  # the upload succeeded; the count is only a courtesy
-    outcome.left_today = None if limits is None else limits.num_allowed_now
+        after = None  # the upload succeeded; the count is only a courtesy
+    if after is not None:
+        outcome.left_today = max(0, after.num_allowed_now)
+    elif limits is not None and (limits.num_today or limits.num_allowed_now):
+        outcome.left_today = max(0, limits.num_allowed_now - 1)
     return outcome
+
+
+def score_metric(scores: dict[str, Any]) -> tuple[str | None, bool | None]:
+    """The metric of a run's scores.json and whether higher is better (its own field, else the metric's)."""
+    from comp.metrics import METRICS
+
+    metric = scores.get("metric")
+    if not isinstance(metric, str):
+        return None, None
+    for key in ("greater_is_better", "higher_is_better"):
+        if isinstance(scores.get(key), bool):
+            return metric, scores[key]
+    if scores.get("direction") in ("higher", "lower"):
+        return metric, scores["direction"] == "higher"
+    return metric, METRICS[metric].greater_is_better if metric in METRICS else None
+
+
+def _limits(slug: str):
+    from comp import kaggle_client
+
+    try:
+        return kaggle_client.submission_limits(slug)
+    except KaggleError:
+        return None  # the upload itself reports what is wrong (credentials, network) and logs it
+
+
+def _refuse_when_none_left(limits, slug: str) -> None:
+    """Kaggle's allowance is spent: upload nothing, and say when it comes back (00:00 UTC)."""
+    from datetime import UTC, datetime, timedelta
+
+    if limits.num_allowed_now > 0 or not (limits.num_today or limits.limited_by_total):
+        return  # something left, or all zero: the team does not exist yet (its first submission makes it)
+    if limits.limited_by_total:
+        raise KaggleError(
+            f"no submissions left for '{slug}': the competition's total allowance is used ({limits.num_total} made); "
+            "nothing was written or uploaded"
+        )
+    now = datetime.now(UTC)
+    reset = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    minutes = int((reset - now).total_seconds() // 60)
+    raise KaggleError(
+        f"no submissions left today for '{slug}' ({limits.num_today} made today); Kaggle resets the allowance at "
+        f"00:00 UTC, in {minutes // 60} h {minutes % 60:02d} min. Nothing was written or uploaded "
+        "(--dry-run writes and logs the file without uploading)"
+    )
+
+
+def _reconcile(ws: Workspace, ledger, slug: str) -> None:
+    """Settle rows left ``uploading`` by a crash, from Kaggle's list (see comp.ledger.reconcile)."""
+    from comp import kaggle_client
+    from comp.ledger import reconcile
+    from comp.locks import upload_in_progress
+
+    try:
+        kaggle = kaggle_client.list_submissions(slug)
+    except KaggleError:
+        return  # the duplicate check below refuses to upload an unconfirmed file again
+    reconcile(ledger, kaggle, lambda entry: upload_in_progress(ws.submissions_dir, Path(entry.file).name))
 
 
 def _new_path(ws: Workspace, run: str) -> Path:

@@ -40,6 +40,11 @@ API (all state is plain attributes; tests may read or change them)
         "*" = any RPC) answer error ``code``; 429 answers carry ``Retry-After: 60``.
     server.reject_next_submission(message)   CreateSubmission answers ``{"message": m, "ref": 0}``
     server.fail_next_upload(status=500)      the next upload PUT answers ``status``
+    server.hang_next(method)                the next call of RPC ``method`` does its work (CreateSubmission
+                                  records the submission) and then does not answer until
+                                  ``server.release()``: a client killed meanwhile never hears back
+    server.limits_sequence = [dict, ...]    GetSubmissionLimits answers these (camelCase keys), one per
+                                  call, before computing them from ``daily_limit`` / ``total_limit``
     server.rate_limited = True              every RPC answers 429 until set back to False
     server.list_paging = "token" | "page"   ListSubmissions paging: nextPageToken, or page numbers only
     server.calls                  FakeCall(service, method, body, auth) per RPC, in order;
@@ -106,6 +111,7 @@ class FakeCompetition:
     polls_until_complete: int = 0
     leaderboard: list[tuple[str, float]] = field(default_factory=list)
     daily_limit: int = 5
+    total_limit: int | None = None  # the competition's allowance over its whole run, if any
     team_name: str | None = None
     higher_is_better: bool = True
     show_private: bool = True
@@ -140,6 +146,9 @@ class FakeKaggle:
         self.calls: list[FakeCall] = []
         self.rate_limited = False
         self.list_paging = "token"
+        self.limits_sequence: list[dict] = []
+        self._hang: list[str] = []
+        self._released = threading.Event()
         self._subs: list[FakeSubmission] = []
         self._uploads: dict[str, dict] = {}
         self._failures: list[list] = []  # [method, code, message, times]
@@ -160,6 +169,7 @@ class FakeKaggle:
         return self
 
     def stop(self) -> None:
+        self._released.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -211,6 +221,14 @@ class FakeKaggle:
     def fail_next_upload(self, status: int = 500) -> None:
         with self._lock:
             self._upload_failures.append(status)
+
+    def hang_next(self, method: str) -> None:
+        with self._lock:
+            self._released.clear()
+            self._hang.append(method)
+
+    def release(self) -> None:
+        self._released.set()
 
     # ---- inspection ----
     def zip_bytes(self, slug: str) -> bytes:
@@ -281,7 +299,11 @@ class FakeKaggle:
             handler = getattr(self, f"_do_{method}", None)
             if service != "competitions.CompetitionApiService" or handler is None:
                 raise _Reply(404, f"no such method {service}/{method}")
-            return handler(body, host)
+            result = handler(body, host)
+            if method in self._hang:
+                self._hang.remove(method)
+                return _Hang(result)
+            return result
 
     def _check_auth(self, header: str | None) -> str | None:
         if not header:
@@ -401,13 +423,18 @@ class FakeKaggle:
 
     def _do_GetSubmissionLimits(self, body, host):
         comp = self._competition(body)
+        if self.limits_sequence:
+            return self.limits_sequence.pop(0)
         today = datetime.now(UTC).date()
         mine = [s for s in self._subs if s.competition == comp.slug]
         num_today = sum(s.date.date() == today for s in mine)
+        daily_left = max(0, comp.daily_limit - num_today)
+        total_left = daily_left if comp.total_limit is None else max(0, comp.total_limit - len(mine))
         return {
             "numToday": num_today,
             "numTotal": len(mine),
-            "numAllowedNow": max(0, comp.daily_limit - num_today),
+            "numAllowedNow": min(daily_left, total_left),
+            "limitedByTotal": total_left < daily_left,
         }
 
     def _upload(self, token: str, data: bytes) -> int:
@@ -429,6 +456,11 @@ class FakeKaggle:
 @dataclass
 class _Redirect:
     location: str
+
+
+@dataclass
+class _Hang:
+    result: object  # answered only once FakeKaggle.release() is called
 
 
 def _fmt(score) -> str:
@@ -485,6 +517,9 @@ class _Handler(BaseHTTPRequestHandler):
         except _Reply as reply:
             self._send_json(reply.code, {"code": reply.code, "message": reply.message}, reply.headers)
             return
+        if isinstance(result, _Hang):  # outside the server's lock: other requests keep being answered
+            self.fake._released.wait(timeout=120)
+            result = result.result
         if isinstance(result, _Redirect):
             self._send(302, headers={"Location": result.location})
         else:

@@ -10,9 +10,11 @@ import pytest
 
 from comp.config import build, load_model_config
 from comp.errors import ConfigError
-from comp.models import decoders
 from comp.models import transformer as T
 from comp.models.base import TaskInfo
+from comp.models.hf import classifier, device, strategies
+from comp.models.hf.checks import validation_score
+from comp.models.hf.tokens import PromptTemplate
 from tests.tiny_models import CLASSES, crash_at_training_step, fold_context, make_decoder, synthetic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,11 +53,7 @@ _context = fold_context
 
 def _untrained(config, tmp_path, max_length=32):
     """A Model with its adapter built but not trained (as ``fit`` builds it)."""
-    model = T.Model(config, TASK, _context(tmp_path))
-    model._setup()
-    model.max_length_ = max_length
-    model.model_ = model._build_model()
-    return model
+    return T.Model(config, TASK, _context(tmp_path)).build(max_length)
 
 
 def _trainable(model) -> list[str]:
@@ -63,7 +61,7 @@ def _trainable(model) -> list[str]:
 
 
 def _prior_score(Y_train, Y_valid):
-    return T.validation_score(np.tile(Y_train.mean(0), (len(Y_valid), 1)), Y_valid, TASK)[0]
+    return validation_score(np.tile(Y_train.mean(0), (len(Y_valid), 1)), Y_valid, TASK)[0]
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +95,7 @@ def test_lora_loss_falls_and_beats_the_prior(lora_fit):
     assert losses[-1] < losses[0] - 0.05
     P = model.predict_proba(texts[120:])
     assert P.shape == (40, 4) and np.all((P >= 0) & (P <= 1))
-    assert T.validation_score(P, Y[120:], TASK)[0] == pytest.approx(model.best_score_)  # best weights restored
+    assert validation_score(P, Y[120:], TASK)[0] == pytest.approx(model.best_score_)  # best weights restored
     assert model.best_score_ > _prior_score(Y[:120], Y[120:]) + 0.04
 
 
@@ -166,7 +164,8 @@ def test_padded_and_unpadded_rows_give_the_same_logits(kind, llama_dir, qwen_dir
     assert len({round(float(p), 5) for p in batched[:, 0]}) > 10  # rows differ, so pooling matters
 
     # the same through the model's own forward, padding a short row to a long one's width
-    ids = [torch.tensor(r) for r in model._ids(["happy", "the sad game on a rainy monday night"], "x")]
+    stored, _ = model.tokens_.encode(["happy", "the sad game on a rainy monday night"])
+    ids = [torch.tensor(model.tokens_.truncate(r, 32)) for r in stored]
     width = max(len(r) for r in ids)
     padded = torch.full((2, width), tokenizer.pad_token_id)
     mask = torch.zeros((2, width), dtype=torch.long)
@@ -182,13 +181,12 @@ def test_padded_and_unpadded_rows_give_the_same_logits(kind, llama_dir, qwen_dir
 
 def test_prompt_template_wraps_texts_and_truncation_keeps_its_tail(llama_dir, tmp_path):
     template = "Tweet: {text}\nEmotions:"
-    model = T.Model(_config(llama_dir, peft=LORA, prompt_template=template), TASK, _context(tmp_path))
-    model._setup()
-    model.max_length_ = 24
-    assert model._texts(["so happy"]) == ["Tweet: so happy\nEmotions:"]
-    short, long = model._ids(["so happy", "sad " * 50], "x")
+    assert PromptTemplate(template).apply(["so happy"]) == ["Tweet: so happy\nEmotions:"]
+    model = _untrained(_config(llama_dir, peft=LORA, prompt_template=template), tmp_path, max_length=24)
+    stored, lengths = model.tokens_.encode(["so happy", "sad " * 50])
+    short, long = (model.tokens_.truncate(r, 24) for r in stored)
     decode = model.tokenizer_.decode
-    assert decode(short) == "<s>Tweet: so happy\nEmotions:"
+    assert decode(short) == "<s>Tweet: so happy\nEmotions:" and lengths[1] > 24
     assert len(long) == 24 and decode(long).startswith("<s>Tweet: sad") and decode(long).endswith("sad\nEmotions:")
 
 
@@ -199,7 +197,7 @@ def test_4bit_without_usable_bitsandbytes_fails_before_loading(llama_dir, tmp_pa
     def no_loading(*args, **kwargs):
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr(T, "load_pretrained", no_loading)
+    monkeypatch.setattr(classifier, "load_pretrained", no_loading)
     config = _config(llama_dir, peft=LORA, quantization="4bit")
     texts, Y = synthetic(10, "multilabel", seed=5)
 
@@ -224,7 +222,7 @@ def test_quantised_lora_on_cpu_when_bitsandbytes_has_cpu_kernels(bits, llama_dir
     import torch
 
     try:
-        decoders.check_quantization(bits, torch.device("cpu"))
+        device.check_quantization(bits, torch.device("cpu"))
     except ConfigError as exc:
         pytest.skip(str(exc))
     import bitsandbytes as bnb
@@ -249,7 +247,7 @@ def test_quantised_base_is_frozen_with_fp32_norms_and_unwidened_embeddings(llama
     from transformers import AutoModelForSequenceClassification
 
     net = AutoModelForSequenceClassification.from_pretrained(str(llama_dir), num_labels=4, dtype=torch.bfloat16)
-    net = decoders.prepare_quantized(net)
+    net = strategies.freeze_quantized(net)
     assert not any(p.requires_grad for p in net.parameters())
     assert net.model.embed_tokens.weight.dtype == torch.bfloat16  # frozen and large: no fp32 copy
     assert net.model.norm.weight.dtype == torch.float32
@@ -328,16 +326,8 @@ def test_decoder_config_checks():
         build(T.Config, {**base, "quantization": "4bit"}, "x.yaml")
     with pytest.raises(ConfigError, match="quantization: '3bit' is not one of none, 8bit, 4bit"):
         build(T.Config, {**base, "quantization": "3bit"}, "x.yaml")
-    with pytest.raises(ConfigError, match="x.yaml: peft: peft r must be a positive rank, got 0"):
-        build(T.Config, {**base, "peft": {"r": 0}}, "x.yaml")
-    with pytest.raises(ConfigError, match="peft r must be a positive rank"):
-        build(decoders.PeftSettings, {"r": 0}, "x.yaml: peft")
-    with pytest.raises(ConfigError, match="unknown key.*rank; valid keys are: alpha"):
-        build(decoders.PeftSettings, {"rank": 8}, "x.yaml: peft")
-    with pytest.raises(ConfigError, match="feedforward_modules is an ia3 setting"):
-        build(decoders.PeftSettings, {"feedforward_modules": ["down_proj"]}, "x.yaml: peft")
-    with pytest.raises(ConfigError, match="peft init for ia3 is true or false"):
-        build(decoders.PeftSettings, {"method": "ia3", "init": "pissa"}, "x.yaml: peft")
+    with pytest.raises(ConfigError, match="x.yaml: peft method must be a name"):
+        build(T.Config, {**base, "peft": {"method": 3}}, "x.yaml")
     assert build(T.Config, base, "x.yaml").gradient_checkpointing is False
     assert build(T.Config, {**base, "peft": {}}, "x.yaml").gradient_checkpointing is True
     assert build(T.Config, {**base, "peft": {}, "gradient_checkpointing": False}, "x.yaml").gradient_checkpointing is False
@@ -354,5 +344,5 @@ def test_every_shipped_config_loads(path):
     config = load_model_config(path)
     assert config.model
     if path.stem.endswith(("-lora", "-qlora")):
-        assert config.peft is not None and config.peft.method == "lora" and config.prompt_template
+        assert config.peft is not None and config.peft["method"] == "lora" and config.prompt_template
         assert config.quantization == ("4bit" if path.stem.endswith("-qlora") else "none")

@@ -78,3 +78,31 @@ def test_fetch_network_failure(fake_kaggle, competition_files, tmp_path):
     ws = init_workspace(SLUG, tmp_path / "ws", {})
     with pytest.raises(KaggleError, match=r"could not reach Kaggle"):
         fetch_kaggle(ws, None)
+
+
+@pytest.mark.parametrize("code", [403, 404])
+def test_a_failed_fetch_of_another_slug_leaves_comp_yaml_alone(fake_kaggle, competition_files, tmp_path, code):
+    fake_kaggle.add_competition(SLUG, files=competition_files)
+    fake_kaggle.add_competition("other-comp", files=competition_files, rules_accepted=code != 403)
+    ws = init_workspace(SLUG, tmp_path / "ws", {})
+    before = ws.settings_path.read_text()
+    if code == 404:
+        fake_kaggle.fail_next("DownloadDataFiles", 404)
+    with pytest.raises(KaggleError, match=rf"\({code}\)"):
+        fetch_kaggle(ws, "other-comp")
+    assert ws.settings_path.read_text() == before  # today: competition: other-comp, with no data for it
+    result = fetch_kaggle(ws, "other-comp") if code == 404 else None
+    if result is not None:
+        assert ws.load_settings().competition == "other-comp"  # a fetch that works takes the new slug
+
+
+def test_errors_about_a_download_name_the_file_not_the_staging_folder(fake_kaggle, competition_files, tmp_path):
+    from comp.errors import DataError
+
+    fake_kaggle.add_competition(SLUG, files={**competition_files, "train.csv": b"\xff\xfe not utf8"})
+    ws = init_workspace(SLUG, tmp_path / "ws", {})
+    with pytest.raises(DataError) as error:
+        fetch_kaggle(ws, None)
+    message = str(error.value)
+    assert message.startswith(f"train.csv in the Kaggle download of '{SLUG}' is not UTF-8 text")
+    assert ".fetch-" not in message and ".download-" not in message

@@ -11,19 +11,19 @@ import pandas as pd
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 
-from comp import hf_dataset
 from comp.errors import DataError
 from comp.hf_dataset import export_hf_dataset, parse_spec
+from comp.models.hf import hub
 
 EMOTIONS = ["anger", "joy", "optimism", "sadness"]
-_REAL_PROBE = hf_dataset._hub_reachable  # the autouse fixture replaces it
+_REAL_PROBE = hub.hub_reachable  # the autouse fixture replaces it
 
 
 @pytest.fixture(autouse=True)
 def _no_network(tmp_path, monkeypatch):
     """Every test uses its own cache and believes the hub is unreachable: nothing goes on the network."""
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setattr(hf_dataset, "_hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda *a, **k: False)
     datasets.disable_progress_bars()
 
 
@@ -347,7 +347,7 @@ def test_offline_reads_the_cache(tmp_path, monkeypatch):
 
 def test_connection_error_retries_offline(tmp_path, monkeypatch):
     _cache_tiny(tmp_path, monkeypatch)
-    monkeypatch.setattr(hf_dataset, "_hub_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(hub, "hub_reachable", lambda *a, **k: True)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     real, calls = datasets.load_dataset, []
@@ -367,8 +367,9 @@ def test_connection_error_retries_offline(tmp_path, monkeypatch):
 
 
 def test_hub_probe(monkeypatch):
-    for var in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "HF_HUB_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(1)

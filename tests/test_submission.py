@@ -116,15 +116,19 @@ def test_run_ids_must_match_the_sample():
 
 def test_threshold_vector():
     raw = {"metric": "f1_macro", "task": "multilabel", "min_labels": 1,
-           "thresholds": {"joy": 0.3, "anger": float("nan"), "fear": 0.7}}
+           "thresholds": {"joy": 0.3, "anger": 0.4, "fear": 0.7}}
     t, k = threshold_vector(raw, MULTILABEL)
-    assert t.tolist() == [0.3, 0.5, 0.7] and k == 1
-    assert threshold_vector(None, MULTILABEL)[0].tolist() == [0.5, 0.5, 0.5]
-    assert threshold_vector(None, _settings("multiclass", ["l"], [0, 1, 2]))[0].tolist() == [0, 0, 0]
+    assert t.tolist() == [0.3, 0.4, 0.7] and k == 1
+    # never a silent 0.5: the run's CV was measured with tuned thresholds
+    with pytest.raises(RunError, match=r"runs/x/thresholds.json is missing, .*re-fit it with `comp thresholds x`"):
+        threshold_vector(None, MULTILABEL, "runs/x/thresholds.json", "x")
+    nan = {**raw, "metric": "log_loss", "thresholds": {**raw["thresholds"], "anger": float("nan")}}
+    with pytest.raises(RunError, match=r"no tuned threshold for class\(es\) anger \(fitted for metric log_loss, "):
+        threshold_vector(nan, MULTILABEL)
     with pytest.raises(RunError, match="no threshold for class\\(es\\) fear"):
         threshold_vector({"task": "multilabel", "thresholds": {"joy": 0.3, "anger": 0.4}}, MULTILABEL)
     with pytest.raises(RunError, match="fitted for a multiclass task, comp.yaml says multilabel"):
-        threshold_vector({"task": "multiclass", "thresholds": {}}, MULTILABEL)
+        threshold_vector({"task": "multiclass", "thresholds": {}, "metric": "f1_macro"}, MULTILABEL)
 
 
 def test_default_message():

@@ -16,6 +16,7 @@ from comp import cli, console
 from comp.data import load_competition, read_csv
 from comp.evaluate import score_frames
 from comp.evaluation import evaluate_oof
+from comp.fingerprint import data_fingerprint
 from comp.runs import write_run_outputs, write_run_yaml
 from comp.submission import parse_submission
 from tests.helpers import make_workspace
@@ -68,7 +69,8 @@ def make_run(ws, answers, name="tfidf", noise=0.6, seed=0, test=None):
     folds = np.arange(len(comp.Y)) % 3
     scores = evaluate_oof(oof, comp.Y, folds, settings.task, settings.metric, settings.min_labels)
     paths = ws.run(name)
-    write_run_yaml(paths, {"name": name, "kind": "model", "model": "fake", "folds": {"n_folds": 3, "seed": 42}})
+    write_run_yaml(paths, {"name": name, "kind": "model", "model": "fake", "folds": {"n_folds": 3, "seed": 42},
+                           "data": data_fingerprint(comp, "2024-03-01T12:00:00")})
     write_run_outputs(paths, settings.id_column, settings.output_names, comp.train_ids, folds, oof, comp.test_ids,
                       test, scores.scores_json(), scores.thresholds_json(settings.output_names, settings.task, 0))
     return scores
@@ -125,7 +127,8 @@ def test_submit_then_lb_wait_and_top(server, ws, answers, run):
     public, private = metric_scorer(ws.load_settings())(sub.to_csv(index=False).encode(), answers.read_bytes())
     assert row["status"] == "complete"
     assert row["public"] == pytest.approx(public, abs=1e-5) and row["private"] == pytest.approx(private, abs=1e-5)
-    assert f"{public:.4f}" in out and f"{row['public'] - scores.honest:+.4f}" in out
+    # Kaggle shows 5 decimals, and so does comp lb
+    assert f"{public:.5f}" in out and f"{row['public'] - scores.honest:+.5f}" in out
     assert 0.3 < score_frames(sub, key, ws.load_settings()).score < 0.95
 
     code, out, err = run("lb", "--top", "2")
@@ -142,7 +145,7 @@ def test_correlation_once_three_submissions_are_scored(server, ws, answers, run)
         if i == 1:
             assert "Pearson" not in run("lb")[1]
     code, out, err = run("lb")
-    assert code == 0 and "CV vs public LB over 3 submissions: Pearson r" in out
+    assert code == 0 and "CV (f1_macro) vs public LB over 3 submissions: Pearson r" in out
     assert [r["status"] for r in _ledger(ws)] == ["complete"] * 3
 
 
@@ -218,21 +221,18 @@ def test_unknown_run(ws, run):
     assert code == 1 and "error: no run 'nope'" in err and "comp runs" in err
 
 
-def test_invalid_submission_is_never_written_or_uploaded(server, ws, answers, run):
+def test_invalid_probabilities_are_never_written_or_uploaded(server, ws, answers, run):
     settings = ws.load_settings()
     settings.submission_format = "probabilities"
+    settings.metric = "roc_auc_macro"
     ws.save_settings(settings)
     comp = load_competition(ws)
     test = np.full((len(comp.test_ids), len(settings.output_names)), 0.5)
     test[3, 2] = 1.5  # a probability out of range
     make_run(ws, answers, test=test)
-    code, out, err = run("submit", "tfidf")
-    row_id = comp.test_ids[3]
-    line = read_csv(ws.sample_submission_csv)[settings.id_column].tolist().index(row_id) + 2
+    code, out, err = run("submit", "tfidf", "--force")  # --force: the sample holds 0/1 labels
     assert code == 1
-    assert (f"column 'anger' has values other than probabilities in [0, 1] ('1.5') on 1 line(s): {line} "
-            f"(ids {row_id})") in err
-    assert "nothing was written or uploaded" in err
+    assert f"test.parquet has probabilities outside [0, 1] in column 'anger' (1 row(s): 1.5; ids {comp.test_ids[3]})" in err
     assert not list(ws.submissions_dir.glob("*.csv")) and server.calls == [] and not ws.ledger_path.exists()
 
 
@@ -269,7 +269,7 @@ def test_lb_offline_after_the_workspace_moves(server, ws, answers, run, monkeypa
     assert code == 0, err
     [row] = _ledger(type(ws)(moved))
     assert row["status"] == "complete" and (moved / row["file"]).is_file()
-    assert f"{row['public']:.4f}" in out
+    assert f"{row['public']:.5f}" in out
     code, out, err = comp(monkeypatch, capsys, "--workspace", moved, "lb", "--offline", "--top", "3")
     assert code == 1 and "--wait and --top need Kaggle; drop --offline" in err
 
@@ -317,3 +317,158 @@ def test_lb_shows_why_kaggle_could_not_score(server, ws, answers, run):
     code, out, err = run("lb")
     assert code == 0 and "#1 was not scored by Kaggle: Evaluation failed: bad column" in out
     assert _ledger(ws)[0]["status"] == "error"
+
+
+# ---- the daily allowance, interrupted uploads, transient errors, redaction ----------------------
+
+
+def test_no_submission_left_today_uploads_nothing_and_says_when_it_resets(server, ws, answers, run):
+    server.competitions[SLUG].daily_limit = 1
+    make_run(ws, answers)
+    assert run("submit", "tfidf", "-m", "one")[0] == 0
+    make_run(ws, answers, name="other", seed=5)
+    calls = len(server.calls)
+    code, out, err = run("submit", "other")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert re.search(r"no submissions left today for 'test-comp' \(1 made today\); Kaggle resets the allowance at "
+                     r"00:00 UTC, in \d+ h \d\d min. Nothing was written or uploaded", err), err
+    assert [c.method for c in server.calls[calls:]] == ["GetSubmissionLimits"]  # asked first, uploaded nothing
+    assert len(server.submissions(SLUG)) == 1 and len(_ledger(ws)) == 1
+    assert len(list(ws.submissions_dir.glob("*.csv"))) == 1
+
+
+def test_limits_are_asked_before_the_upload_and_left_today_is_never_negative(server, ws, answers, run):
+    server.limits_sequence = [{"numToday": 4, "numTotal": 9, "numAllowedNow": 1},
+                              {"numToday": 5, "numTotal": 10, "numAllowedNow": -1}]
+    make_run(ws, answers)
+    code, out, err = run("submit", "tfidf")
+    assert code == 0, err
+    methods = [c.method for c in server.calls]
+    assert methods.index("GetSubmissionLimits") < methods.index("StartSubmissionUpload")
+    assert "0 submission(s) left today" in out and "-1" not in out
+
+
+def test_a_team_not_formed_yet_may_submit_and_a_spent_total_allowance_may_not(server, ws, answers, run):
+    server.limits_sequence = [{"numToday": 0, "numTotal": 0, "numAllowedNow": 0}]  # Kaggle: no team yet
+    make_run(ws, answers)
+    assert run("submit", "tfidf")[0] == 0
+    server.competitions[SLUG].total_limit = 1
+    make_run(ws, answers, name="other", seed=5)
+    code, out, err = run("submit", "other")
+    assert code == 1 and "the competition's total allowance is used (1 made); nothing was written or uploaded" in err
+
+
+def test_kill_9_while_kaggle_accepts_the_upload_is_reconciled_and_not_uploaded_twice(server, ws, answers, run):
+    import signal
+    import time
+
+    make_run(ws, answers)
+    server.hang_next("CreateSubmission")  # Kaggle records the submission; comp never hears back
+    submit = subprocess.Popen([sys.executable, "-m", "comp", "--workspace", str(ws.root), "submit", "tfidf", "-m", "sub"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not server.submissions(SLUG):
+        assert submit.poll() is None and time.monotonic() < deadline, submit.stderr.read()
+        time.sleep(0.02)
+    submit.send_signal(signal.SIGKILL)
+    submit.wait(timeout=60)
+    server.release()
+    [row] = _ledger(ws)
+    assert row["status"] == "uploading" and row["ref"] is None  # what the crash left
+    [accepted] = server.submissions(SLUG)
+    code, out, err = run("submit", "tfidf", "-m", "sub")  # a retry: reconciled first, so refused as identical
+    assert code == 1 and "identical to #1" in err, err
+    assert len(server.submissions(SLUG)) == 1
+    [row] = _ledger(ws)
+    assert row["ref"] == accepted.ref and row["status"] == "complete"
+    assert "the upload was interrupted after Kaggle received it" in row["note"]
+
+
+def test_an_upload_killed_before_kaggle_got_the_file_becomes_not_uploaded(server, ws, answers, run):
+    import signal
+    import time
+
+    make_run(ws, answers)
+    server.hang_next("StartSubmissionUpload")
+    submit = subprocess.Popen([sys.executable, "-m", "comp", "--workspace", str(ws.root), "submit", "tfidf"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while "StartSubmissionUpload" not in [c.method for c in server.calls]:
+        assert submit.poll() is None and time.monotonic() < deadline, submit.stderr.read()
+        time.sleep(0.02)
+    submit.send_signal(signal.SIGKILL)
+    submit.wait(timeout=60)
+    server.release()
+    assert _ledger(ws)[0]["status"] == "uploading"
+    code, out, err = run("lb")
+    assert code == 0, err
+    assert "settled 1 interrupted upload(s)" in out
+    [row] = _ledger(ws)
+    assert row["status"] == "not uploaded" and "interrupted before Kaggle received the file" in row["note"]
+    assert run("submit", "tfidf")[0] == 0 and len(server.submissions(SLUG)) == 1
+
+
+def test_lb_wait_retries_a_transient_5xx(server, ws, answers, run):
+    make_run(ws, answers)
+    assert run("submit", "tfidf")[0] == 0
+    server.fail_next("ListSubmissions", 503, times=2)
+    code, out, err = run("lb", "--wait", "--interval", "0")
+    assert code == 0, err
+    assert err.count("Kaggle answered 503") == 2 and "retrying in" in err
+    assert _ledger(ws)[0]["status"] == "complete"
+    server.fail_next("ListSubmissions", 503, times=1000)
+    code, out, err = run("lb", "--wait", "--interval", "0", "--timeout", "1")
+    assert code == 1 and "Kaggle answered 503" in err  # within --timeout only
+
+
+def test_a_server_message_quoting_basic_auth_is_redacted(server, ws, answers, run):
+    import base64
+
+    token = base64.b64encode(f"{server.username}:{server.key}".encode()).decode()
+    server.fail_next("CreateSubmission", 500, message=f"proxy said: Authorization: Basic {token} refused")
+    make_run(ws, answers)
+    code, out, err = run("submit", "tfidf")
+    assert code == 1 and "Kaggle answered 500" in err
+    [row] = _ledger(ws)
+    for text in (err, row["note"]):
+        assert token not in text and token.rstrip("=") not in text and server.key not in text
+        assert "Authorization: Basic ***" in text
+
+
+def test_lb_offline_reads_while_another_process_writes(server, ws, answers, run):
+    make_run(ws, answers)
+    assert run("submit", "tfidf", "--dry-run")[0] == 0
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+                               "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); sys.stdin.read()",
+         str(ws.ledger_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code, out, err = run("lb", "--offline")
+        assert code == 0, err
+        assert "dry-run" in out
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def test_every_cv_carries_its_metric_and_only_like_metrics_are_compared(server, ws, answers, run):
+    import json
+
+    for i, noise in enumerate((0.4, 0.7, 0.9, 0.5)):
+        make_run(ws, answers, f"m{i}", noise=noise, seed=i)
+    scores = ws.run("m3").scores
+    scores.write_text(json.dumps({**json.loads(scores.read_text()), "metric": "log_loss"}))
+    for i in range(4):
+        assert run("submit", f"m{i}")[0] == 0
+    code, out, err = run("lb")
+    assert code == 0, err
+    con = sqlite3.connect(ws.ledger_path)
+    rows = con.execute("SELECT run, metric, higher_is_better FROM submissions ORDER BY id").fetchall()
+    con.close()
+    assert rows == [("m0", "f1_macro", 1), ("m1", "f1_macro", 1), ("m2", "f1_macro", 1), ("m3", "log_loss", 0)]
+    line = next(line for line in out.splitlines() if " m3 " in line)
+    assert "log_loss ↓" in line and " - " in line  # no LB - CV across metrics
+    assert "f1_macro ↑" in out
+    assert "CV in log_loss is not the leaderboard's metric (f1_macro): no LB-CV, and left out of the correlation" in out
+    assert "CV (f1_macro) vs public LB over 3 submissions" in out

@@ -222,9 +222,8 @@ def fold_context(tmp_path, logs=None, fold=0):
 @contextlib.contextmanager
 def crash_at_training_step(n: int):
     """Raise KeyboardInterrupt at the n-th training step of the transformer family's Trainer."""
-    from comp.models import transformer as T
+    from comp.models.hf.trainer import CompTrainer as trainer
 
-    trainer = T._hf()[0]
     original = trainer.training_step
     calls = [0]
 

@@ -1,38 +1,57 @@
-"""Model families. `model: NAME` in a config selects the module ``comp.models.NAME``.
+"""Model families. `model: NAME` in a config selects the module registered as NAME in ``FAMILIES``.
 
-A family is a module that defines ``Config`` (a :class:`comp.config.ModelConfig` dataclass) and
-``Model`` (see :mod:`comp.models.base`). Adding a family means adding a module: nothing else changes.
+A family is a module that defines:
+
+- ``Config``: a :class:`comp.config.ModelConfig` dataclass. Its ``check(where)`` is the pure, static
+  check of the values (types, ranges, combinations), run whenever a config is built: by
+  `comp train`, and by `comp predict` on the config stored in run.yaml. It must not depend on the
+  machine (installed trackers, GPUs, files), since a stored config is rebuilt elsewhere.
+- ``Model``: see :mod:`comp.models.base`.
+- optionally ``preflight(config, task: TaskInfo) -> None``: the training-time check, run by
+  `comp train` right after the config is loaded and before any fold file, run.yaml or fold is
+  written. It raises :class:`comp.errors.ConfigError` (one line naming the key, the value and what to
+  do) for anything that would otherwise fail inside fold 0 or later: values a library would reject
+  (build the sklearn estimator and let its own parameter validation speak, rather than re-listing
+  its rules), a backbone path that does not exist, a tracker that is not installed, a device that is
+  not there. :func:`preflight` calls it.
+
+Adding a family means adding its module and one line in ``FAMILIES``; nothing else changes.
 """
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
 from types import ModuleType
 
 from comp.errors import ConfigError
 
-_NOT_FAMILIES = {"base", "common"}
+# model name -> module; an explicit registry, so helper modules are never taken for families
+FAMILIES: dict[str, str] = {
+    "tfidf": "comp.models.tfidf",
+    "nbsvm": "comp.models.nbsvm",
+    "embeddings": "comp.models.embeddings",
+    "transformer": "comp.models.transformer",
+}
 
 
 def available_families() -> list[str]:
-    import comp.models
-
-    return sorted(
-        m.name
-        for m in pkgutil.iter_modules(comp.models.__path__)
-        if not m.name.startswith("_") and m.name not in _NOT_FAMILIES
-    )
+    return sorted(FAMILIES)
 
 
 def get_family(name: str, where: str = "config") -> ModuleType:
-    families = available_families()
-    if name not in families:
+    if name not in FAMILIES:
         raise ConfigError(
-            f"{where}: unknown model '{name}'; available models are: {', '.join(families)}"
+            f"{where}: unknown model '{name}'; available models are: {', '.join(available_families())}"
         )
-    module = importlib.import_module(f"comp.models.{name}")
+    module = importlib.import_module(FAMILIES[name])
     for attr in ("Config", "Model"):
         if not hasattr(module, attr):
             raise ConfigError(f"model family '{name}' defines no {attr}")
     return module
+
+
+def preflight(family: ModuleType, config, task) -> None:
+    """Run the family's ``preflight(config, task)`` when it defines one (see the module docstring)."""
+    check = getattr(family, "preflight", None)
+    if callable(check):
+        check(config, task)

@@ -3,13 +3,24 @@
 Multilabel and binary: one logistic regression per class. Multiclass: one multinomial model.
 A class that is constant in the training rows (all 0 or all 1 in a fold) gets its constant
 prevalence as probability and a warning, instead of a crash.
+
+Bit-reproducible: the same rows and seed give the same bytes, however many jobs fit the classes.
+liblinear's dual solver shuffles coordinates with one process-wide random generator (sklearn's
+``newrand.h``: a global ``mt19937``, re-seeded by every ``fit``), so classes fitted in parallel
+*threads* draw from each other's stream and their models differ by ~1e-5 from run to run. Parallel
+fits therefore run in worker *processes* (joblib's loky backend, which memory-maps the feature
+matrix instead of copying it), each with its own generator.
 """
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Callable
 
 import numpy as np
+
+from comp.errors import ConfigError
 
 
 def ngram_features(word_ngrams: list[int] | None, char_ngrams: list[int] | None, **vectorizer_args):
@@ -25,6 +36,35 @@ def ngram_features(word_ngrams: list[int] | None, char_ngrams: list[int] | None,
     if char_ngrams:
         parts.append(("char", TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(char_ngrams), **vectorizer_args)))
     return FeatureUnion(parts)
+
+
+def check_estimator(estimator, keys: dict[str, str] | None = None) -> None:
+    """Let scikit-learn validate ``estimator``'s parameters as ``fit`` would, before any fold starts.
+
+    Its own message is kept (it states the allowed range); ``keys`` maps sklearn's parameter names
+    to the config keys that set them, so the error starts with the key to fix (the training loop
+    adds the config file's name).
+    """
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    try:
+        estimator._validate_params()  # what every sklearn estimator runs at the start of fit
+    except InvalidParameterError as exc:
+        found = re.search(r"The '(\w+)' parameter", str(exc))
+        param = found.group(1) if found else None
+        key = (keys or {}).get(param, param) if param else "a setting"
+        value = estimator.get_params().get(param) if param else None
+        raise ConfigError(f"{key}: {value!r} is rejected by scikit-learn ({exc}); fix {key}") from None
+
+
+def _fit_logistic(X, y: np.ndarray, params: dict) -> tuple[object, list[tuple[type, str]]]:
+    """One logistic regression, and the warnings it raised (a worker process cannot log them)."""
+    from sklearn.linear_model import LogisticRegression
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = LogisticRegression(**params).fit(X, y)
+    return model, [(w.category, str(w.message)) for w in caught]
 
 
 class LinearHead:
@@ -57,13 +97,27 @@ class LinearHead:
     def _name(self, j: int) -> str:
         return self.class_names[j] if self.class_names else str(j)
 
-    def fit(self, X, Y: np.ndarray) -> LinearHead:
+    def estimators(self, n_features: int = 2, n_samples: int = 1) -> list:
+        """The unfitted sklearn estimators ``fit`` builds (one kind per task), for parameter checks."""
         from sklearn.linear_model import LogisticRegression
 
+        if self.task == "multiclass":
+            return [LogisticRegression(**self._multinomial_params())]
+        return [LogisticRegression(**self._binary_params(n_features > n_samples))]
+
+    def _multinomial_params(self) -> dict:
+        return {"C": self.C, "class_weight": self.class_weight, "max_iter": self.max_iter,
+                "random_state": self.random_state}
+
+    def _binary_params(self, dual: bool) -> dict:
+        return {"C": self.C, "class_weight": self.class_weight, "max_iter": self.max_iter, "solver": "liblinear",
+                "dual": dual, "random_state": self.random_state}
+
+    def fit(self, X, Y: np.ndarray) -> LinearHead:
         Y = np.asarray(Y)
         self.n_outputs_ = Y.shape[1]
         if hasattr(X, "tocsr"):
-            # canonical once, here: sklearn would otherwise sum duplicates in place from several threads
+            # canonical once, here: sklearn would otherwise sum duplicates in place in each fit
             X = X.tocsr()
             X.sum_duplicates()
         if self.task == "multiclass":
@@ -78,32 +132,37 @@ class LinearHead:
             if missing:
                 names = ", ".join(self._name(j) for j in missing)
                 self.warn(f"class(es) {names} do not occur in the training rows; they get probability 0")
-            self.models_ = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter,
-                                              random_state=self.random_state).fit(X, y)
+            self.models_, caught = _fit_logistic(X, y, self._multinomial_params())
+            _reemit(caught)
             return self
 
         # the dual problem is the faster one when features outnumber rows (sparse n-grams)
-        dual = X.shape[1] > X.shape[0]
-
-        def fit_one(j: int):
+        params = self._binary_params(X.shape[1] > X.shape[0])
+        models: list = [None] * self.n_outputs_
+        to_fit = []
+        for j in range(self.n_outputs_):
             y = Y[:, j]
             if y.min() == y.max():
                 self.warn(
                     f"class '{self._name(j)}' is all {int(y[0])} in the training rows; predicting its constant "
                     f"prevalence {float(y.mean()):.0f}"
                 )
-                return float(y.mean())
-            model = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter, solver="liblinear",
-                                       dual=dual, random_state=self.random_state)
-            return model.fit(X, y)
-
-        if self.n_jobs == 1 or self.n_outputs_ == 1:
-            self.models_ = [fit_one(j) for j in range(self.n_outputs_)]
+                models[j] = float(y.mean())
+            else:
+                to_fit.append(j)
+        if self.n_jobs == 1 or len(to_fit) <= 1:
+            fitted = [_fit_logistic(X, Y[:, j], params) for j in to_fit]
         else:
             from joblib import Parallel, delayed
 
-            # liblinear releases the GIL, so threads avoid copying X into worker processes
-            self.models_ = Parallel(n_jobs=self.n_jobs, backend="threading")(delayed(fit_one)(j) for j in range(self.n_outputs_))
+            # processes, not threads: see the module docstring (liblinear's shared random generator)
+            fitted = Parallel(n_jobs=self.n_jobs, backend="loky")(
+                delayed(_fit_logistic)(X, Y[:, j], params) for j in to_fit
+            )
+        for j, (model, caught) in zip(to_fit, fitted, strict=True):
+            models[j] = model
+            _reemit(caught)
+        self.models_ = models
         return self
 
     def predict_proba(self, X) -> np.ndarray:
@@ -117,3 +176,9 @@ class LinearHead:
             return P
         columns = [np.full(n, m) if isinstance(m, float) else m.predict_proba(X)[:, 1] for m in self.models_]
         return np.stack(columns, axis=1)
+
+
+def _reemit(caught: list[tuple[type, str]]) -> None:
+    """Raise the warnings of a fit again here, where the training loop records them in train.log."""
+    for category, message in caught:
+        warnings.warn(message, category, stacklevel=2)

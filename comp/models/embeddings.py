@@ -18,25 +18,14 @@ from typing import Literal
 import numpy as np
 
 from comp.atomic import write_bytes, write_text
-from comp.backbones import (
-    TextCache,
-    TokenIds,
-    cache_folder,
-    fingerprint,
-    is_out_of_memory,
-    load_pretrained,
-    load_tokenizer,
-    pad_batch,
-    resolve_backbone,
-    select_device,
-    select_precision,
-    sorted_batches,
-    torch_dtype,
-)
 from comp.config import ModelConfig
 from comp.errors import ConfigError, RunError
 from comp.models.base import FoldContext, TaskInfo
-from comp.models.common import LinearHead
+from comp.models.common import LinearHead, check_estimator
+from comp.models.hf.cache import TextCache, cache_folder
+from comp.models.hf.device import is_out_of_memory, select_device, select_precision, torch_dtype
+from comp.models.hf.hub import fingerprint, load_pretrained, load_tokenizer, resolve_backbone
+from comp.models.hf.tokens import TokenIds, pad_batch, sorted_batches
 
 
 @dataclass
@@ -63,6 +52,16 @@ class Config(ModelConfig):
             raise ConfigError(f"{where}: C must be positive, got {self.C}")
 
 
+def preflight(config: Config, task: TaskInfo) -> None:
+    """Before any fold: the backbone can be found, the device and precision exist here, and
+    scikit-learn accepts the head's settings."""
+    select_precision(config.precision, select_device(config.device))
+    resolve_backbone(config.backbone)
+    head = LinearHead(task.task, config.C, config.class_weight, config.max_iter)
+    for estimator in head.estimators():
+        check_estimator(estimator)
+
+
 # ---- the frozen encoder --------------------------------------------------------------------
 class Encoder:
     """Sentence vectors for texts, cached per text; the model loads only when a text is new."""
@@ -78,6 +77,7 @@ class Encoder:
             folder = cache_folder(
                 cache_dir,
                 "embeddings",
+                writable=writable,
                 backbone=config.backbone,
                 weights=fingerprint(self.resolved, "model"),
                 max_length=config.max_length,

@@ -18,7 +18,7 @@ from comp.atomic import write_bytes
 from comp.config import ModelConfig
 from comp.errors import ConfigError
 from comp.models.base import FoldContext, TaskInfo
-from comp.models.common import ngram_features
+from comp.models.common import check_estimator, ngram_features
 
 
 @dataclass
@@ -38,6 +38,20 @@ class Config(ModelConfig):
             raise ConfigError(f"{where}: alpha and C must be positive")
         if self.class_weight not in ("balanced", "none"):
             raise ConfigError(f"{where}: class_weight must be balanced or none, got {self.class_weight!r}")
+        for name in ("word_ngrams", "char_ngrams"):
+            value = getattr(self, name)
+            if value is not None and (len(value) != 2 or not 1 <= value[0] <= value[1]):
+                raise ConfigError(f"{where}: {name} must be [min, max] with 1 <= min <= max, got {value}")
+        if not self.word_ngrams and not self.char_ngrams:
+            raise ConfigError(f"{where}: word_ngrams and char_ngrams are both empty; keep at least one")
+
+
+def preflight(config: Config, task: TaskInfo) -> None:
+    """scikit-learn's own checks of the vectorizer and classifier settings, before any fold starts."""
+    model = Model(config, task, None)
+    for _, vectorizer in model._vectorizer().transformer_list:
+        check_estimator(vectorizer)
+    check_estimator(model._classifier(dual=True))
 
 
 class Model:
@@ -53,13 +67,13 @@ class Model:
                               max_features=c.max_features, strip_accents="unicode", dtype=np.float32)
 
     def fit(self, texts: Sequence[str], Y: np.ndarray, valid=None) -> Model:
-        from sklearn.linear_model import LogisticRegression
-
         self.vectorizer_ = self._vectorizer()
-        X = self.vectorizer_.fit_transform(list(texts)).tocsr()
+        try:
+            X = self.vectorizer_.fit_transform(list(texts)).tocsr()
+        except ValueError as exc:  # e.g. min_df too high for a tiny fold
+            raise ConfigError(f"nbsvm: cannot build features ({exc}); lower min_df or widen the n-gram ranges") from None
         a = self.config.alpha
         self.ratios_, self.models_ = [], []
-        weight = None if self.config.class_weight == "none" else "balanced"
         for j in range(Y.shape[1]):
             y = Y[:, j]
             if y.min() == y.max():
@@ -72,11 +86,17 @@ class Model:
             q = a + np.asarray(X[y == 0].sum(axis=0)).ravel()
             r = np.log((p / p.sum()) / (q / q.sum())).astype(np.float32)
             self.ratios_.append(r)
-            self.models_.append(LogisticRegression(C=self.config.C, class_weight=weight, solver="liblinear",
-                                                   dual=X.shape[1] > X.shape[0],  # faster when features outnumber rows
-                                                   random_state=self.context.seed,
-                                                   max_iter=self.config.max_iter).fit(X.multiply(r).tocsr(), y))
+            # the dual problem is the faster one when features outnumber rows
+            self.models_.append(self._classifier(X.shape[1] > X.shape[0]).fit(X.multiply(r).tocsr(), y))
         return self
+
+    def _classifier(self, dual: bool):
+        from sklearn.linear_model import LogisticRegression
+
+        weight = None if self.config.class_weight == "none" else "balanced"
+        seed = self.context.seed if self.context is not None else 0
+        return LogisticRegression(C=self.config.C, class_weight=weight, solver="liblinear", dual=dual,
+                                  random_state=seed, max_iter=self.config.max_iter)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         X = self.vectorizer_.transform(list(texts)).tocsr()

@@ -17,7 +17,7 @@ from comp.atomic import write_bytes
 from comp.config import ModelConfig
 from comp.errors import ConfigError
 from comp.models.base import FoldContext, TaskInfo
-from comp.models.common import LinearHead, ngram_features
+from comp.models.common import LinearHead, check_estimator, ngram_features
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Config(ModelConfig):
     word_ngrams: list[int] | None = field(default_factory=lambda: [1, 2])  # null: no word features
     char_ngrams: list[int] | None = field(default_factory=lambda: [2, 5])  # null: no char features
     min_df: int = 2
-    max_df: float = 1.0
+    max_df: int | float = 1.0  # a share of the documents (0.9), or a count (500)
     max_features: int | None = 200_000  # per analyzer
     sublinear_tf: bool = True
     lowercase: bool = True
@@ -34,7 +34,7 @@ class Config(ModelConfig):
     C: float = 4.0
     class_weight: str = "balanced"  # balanced | none
     max_iter: int = 1000
-    n_jobs: int = -1  # classes fitted in parallel threads
+    n_jobs: int = -1  # classes fitted in parallel processes (-1: one per core); the result does not depend on it
 
     def check(self, where: str) -> None:
         if self.word_ngrams is None and self.char_ngrams is None:
@@ -47,6 +47,19 @@ class Config(ModelConfig):
             raise ConfigError(f"{where}: class_weight must be balanced or none, got {self.class_weight!r}")
         if self.C <= 0:
             raise ConfigError(f"{where}: C must be positive, got {self.C}")
+        if self.n_jobs == 0:
+            raise ConfigError(f"{where}: n_jobs must be a number of processes (1, 2, ...) or -1 for all cores, got 0")
+        if isinstance(self.max_df, int) and self.max_df < self.min_df:
+            raise ConfigError(f"{where}: max_df {self.max_df} is below min_df {self.min_df}: no n-gram can pass both; raise max_df")
+
+
+def preflight(config: Config, task: TaskInfo) -> None:
+    """scikit-learn's own checks of every vectorizer and classifier setting, before any fold starts."""
+    model = Model(config, task, None)
+    for _, vectorizer in model._vectorizer().transformer_list:
+        check_estimator(vectorizer)
+    for estimator in model._head(None).estimators(n_features=2, n_samples=1):
+        check_estimator(estimator)
 
 
 class Model:
@@ -67,10 +80,13 @@ class Model:
             X = self.vectorizer_.fit_transform(list(texts))
         except ValueError as exc:  # e.g. min_df too high for a tiny fold
             raise ConfigError(f"tfidf: cannot build features ({exc}); lower min_df or widen the n-gram ranges") from None
-        self.head_ = LinearHead(self.task.task, self.config.C, self.config.class_weight, self.config.max_iter,
-                                self.config.n_jobs, warn=self.context.warn, class_names=self.task.classes,
-                                random_state=self.context.seed).fit(X, Y)
+        self.head_ = self._head(self.context).fit(X, Y)
         return self
+
+    def _head(self, context: FoldContext | None) -> LinearHead:
+        return LinearHead(self.task.task, self.config.C, self.config.class_weight, self.config.max_iter,
+                          self.config.n_jobs, warn=context.warn if context else None, class_names=self.task.classes,
+                          random_state=context.seed if context else 0)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return self.head_.predict_proba(self.vectorizer_.transform(list(texts)))
