@@ -62,7 +62,8 @@ class TrainResult:
 
 
 def task_info(settings: CompSettings) -> TaskInfo:
-    return TaskInfo(settings.task, settings.output_names, settings.metric, settings.min_labels)
+    negative = str(settings.classes[0]) if settings.task == "binary" else None
+    return TaskInfo(settings.task, settings.output_names, settings.metric, settings.min_labels, negative)
 
 
 def ensure_folds(ws: Workspace, comp: Competition, n_folds: int, seed: int, log: Callable[[str], None]) -> tuple[Path, np.ndarray]:
@@ -182,14 +183,23 @@ def _fold_state(paths: RunPaths, k: int, digest: str, n_valid: int, n_test: int,
         return f"damaged: {marker.name} is unreadable"
     if facts.get("digest", digest) != digest:
         return "other"
+    scored = facts.get("scored_rows", n_valid)  # a partial OOF (score_rows) leaves whole rows NaN
     for path, shape in ((paths.fold_oof(k), (n_valid, n_outputs)), (paths.fold_test(k), (n_test, n_outputs))):
         try:
             array = np.load(path)
         except (OSError, ValueError, EOFError) as exc:
             return f"damaged: {path.name} is unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
-        if array.shape != shape or not np.isfinite(array).all():
+        expected = scored if path == paths.fold_oof(k) else n_test
+        if array.shape != shape or not _whole_rows(array, expected):
             return f"damaged: {path.name} has shape {array.shape} or non-finite values, expected {shape}"
     return "done"
+
+
+def _whole_rows(values: np.ndarray, n_scored: int) -> bool:
+    """Whether exactly ``n_scored`` rows are finite and every other row is NaN throughout."""
+    finite = np.isfinite(values)
+    rows = finite.all(axis=1)
+    return int(rows.sum()) == n_scored and not finite[~rows].any()
 
 
 def train(ws: Workspace, config_path: Path, *, n_folds: int | None = None, seed: int | None = None,
@@ -352,14 +362,15 @@ def train_fold(family, config, task: TaskInfo, comp: Competition, folds: np.ndar
     texts = comp.train_texts
     log(f"fold {k}: training on {len(train_rows)} rows, validating on {len(valid_rows)}")
     context = FoldContext(fold=k, seed=seed + k, cache_dir=ws.cache_dir, fold_dir=paths.fold_dir(k), log=log,
-                          warn=log.warn, is_main_process=main)
+                          warn=log.warn, is_main_process=main, positions=(train_rows, valid_rows))
     model = family.Model(config, task, context)
     train_texts = [texts[i] for i in train_rows]
     valid_texts = [texts[i] for i in valid_rows]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model.fit(train_texts, comp.Y[train_rows], valid=(valid_texts, comp.Y[valid_rows]))
-        oof = np.asarray(model.predict_proba(valid_texts), dtype=np.float64)
+        predict_oof = getattr(model, "predict_oof", model.predict_proba)  # may leave rows unscored (NaN)
+        oof = np.asarray(predict_oof(valid_texts), dtype=np.float64)
         test = np.asarray(model.predict_proba(comp.test_texts), dtype=np.float64)
     # library warnings (e.g. a solver that did not converge) belong in train.log, once per message
     for message in dict.fromkeys(f"fold {k}: {w.category.__name__}: {str(w.message).splitlines()[0]}" for w in caught
@@ -368,7 +379,12 @@ def train_fold(family, config, task: TaskInfo, comp: Competition, folds: np.ndar
     expected = (len(valid_rows), task.n_outputs)
     if oof.shape != expected or test.shape != (len(comp.test_texts), task.n_outputs):
         raise RunError(f"model '{config.model}' returned probabilities of shape {oof.shape}, expected {expected}")
-    for name, values in (("validation", oof), ("test", test)):
+    scored = np.isfinite(oof).all(axis=1)
+    if hasattr(model, "predict_oof") and scored.any() and not np.isfinite(oof[~scored]).any():
+        checked = (("validation", oof[scored]), ("test", test))  # a partial OOF: unscored rows are NaN throughout
+    else:
+        checked, scored = (("validation", oof), ("test", test)), np.ones(len(oof), dtype=bool)
+    for name, values in checked:
         if not np.isfinite(values).all() or values.min() < -1e-6 or values.max() > 1 + 1e-6:
             raise RunError(f"fold {k}: model '{config.model}' returned {name} probabilities that are NaN or outside "
                            "[0, 1]; nothing was saved for this fold (check the config, e.g. a learning rate too high)")
@@ -383,7 +399,8 @@ def train_fold(family, config, task: TaskInfo, comp: Competition, folds: np.ndar
         # the marker is written last: its presence means the fold's arrays are complete
         write_json(paths.fold_done(k), {"fold": k, "seconds": round(seconds, 2), "train_rows": len(train_rows),
                                         "valid_rows": len(valid_rows), "finished": now(),
-                                        "host": socket.gethostname(), "pid": os.getpid(), "digest": digest})
+                                        "host": socket.gethostname(), "pid": os.getpid(), "digest": digest,
+                                        **({} if scored.all() else {"scored_rows": int(scored.sum())})})
     log(f"fold {k}: done in {seconds:.1f}s")
     return seconds
 
@@ -409,16 +426,25 @@ def assemble(ws: Workspace, paths: RunPaths, comp: Competition, folds: np.ndarra
     for k in range(n_folds):
         oof[folds == k] = np.load(paths.fold_oof(k))
         test += np.load(paths.fold_test(k)) / n_folds
-    scores = evaluate_oof(oof, comp.Y, folds, settings.task, settings.metric, settings.min_labels)
+    scored = np.isfinite(oof).all(axis=1)
+    # a partial OOF (the prompt family's score_rows) is scored on its scored rows only, and marked
+    scores = evaluate_oof(oof[scored], comp.Y[scored], folds[scored], settings.task, settings.metric,
+                          settings.min_labels)
+    partial = None if scored.all() else {"scored_rows": int(scored.sum()), "train_rows": len(scored)}
     fold_seconds = {k: v for k, v in _fold_facts(paths, n_folds, "seconds").items() if isinstance(v, int | float)}
     for row in scores.per_fold:
         row["seconds"] = fold_seconds.get(row["fold"])
     total = round(sum(fold_seconds.values()), 2)
     write_run_outputs(paths, settings.id_column, settings.output_names, comp.train_ids, folds, oof, comp.test_ids, test,
-                      scores.scores_json({"task": settings.task, "n_folds": n_folds, "seconds": total}),
+                      scores.scores_json({"task": settings.task, "n_folds": n_folds, "seconds": total,
+                                          **({"partial_oof": partial} if partial else {})}),
                       scores.thresholds_json(settings.output_names, settings.task, settings.min_labels))
     record = read_run_yaml(paths)
     record.update({"completed": now(), "seconds": total})
+    record.pop("partial_oof", None)
+    if partial:
+        record["partial_oof"] = partial
     write_run_yaml(paths, record)
-    log(f"cv {settings.metric}: at 0.5 {scores.at_05:.4f}, tuned {scores.tuned:.4f}, honest {scores.honest:.4f}")
+    on = f" on {partial['scored_rows']} of {partial['train_rows']} rows (partial OOF: not blendable)" if partial else ""
+    log(f"cv {settings.metric}{on}: at 0.5 {scores.at_05:.4f}, tuned {scores.tuned:.4f}, honest {scores.honest:.4f}")
     return scores
