@@ -120,8 +120,10 @@ def tiny_config(family: str, tokenizer, hidden: int = 32, layers: int = 2, **ove
     return cls(**{**sizes, **overrides})
 
 
-def tiny_llm(family: str = "llama", seed: int = 0, hidden: int = 32, attn: str = "sdpa", **overrides):
-    """``(model, tokenizer)``: a random causal LM of ``family`` in eval mode, fp32, and its tokenizer."""
+def tiny_llm(family: str = "llama", seed: int = 0, hidden: int = 32, attn: str = "sdpa", std: float = 0.3,
+             **overrides):
+    """``(model, tokenizer)``: a random causal LM of ``family`` in eval mode, fp32, and its tokenizer;
+    weights drawn with standard deviation ``std`` (0.02, the usual init, for models that train)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -134,13 +136,14 @@ def tiny_llm(family: str = "llama", seed: int = 0, hidden: int = 32, attn: str =
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() > 1:
-                p.normal_(0, 0.3)
+                p.normal_(0, std)
     return model.eval(), tokenizer
 
 
-def save_llm(folder: Path, family: str = "llama", seed: int = 0) -> Path:
-    """Save a tiny ``family`` LLM and its tokenizer (with the chat template) to ``folder``."""
-    model, tokenizer = tiny_llm(family, seed)
+def save_llm(folder: Path, family: str = "llama", seed: int = 0, **kwargs) -> Path:
+    """Save a tiny ``family`` LLM and its tokenizer (with the chat template) to ``folder``
+    (``kwargs``: :func:`tiny_llm`'s)."""
+    model, tokenizer = tiny_llm(family, seed, **kwargs)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return Path(folder)

@@ -174,6 +174,7 @@ class Model:
         self.backend_ = None
         self.examples_: list[tuple[str, str]] = []
         self.test_examples_: list[tuple[str, str]] = []
+        self.example_rows_ = self.test_example_rows_ = np.zeros(0, dtype=np.int64)
 
     # -- the engine
     def _setup(self) -> None:
@@ -299,7 +300,10 @@ class Model:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         meta = {"backbone": self.config.backbone, "task": self.task.task, "classes": list(self.task.classes),
-                "examples": [list(e) for e in self.examples_], "test_examples": [list(e) for e in self.test_examples_]}
+                "examples": [list(e) for e in self.examples_], "test_examples": [list(e) for e in self.test_examples_],
+                # positions in train.csv, to check what each prompt was shown
+                "example_rows": [int(i) for i in self.example_rows_],
+                "test_example_rows": [int(i) for i in self.test_example_rows_]}
         write_text(directory / SAVED, json.dumps(meta, indent=2) + "\n")
 
     @classmethod
