@@ -351,3 +351,28 @@ def test_preflight_refuses_before_any_fold_with_one_line(family, raw, message, l
     assert done.value.code == 1 and len(err) == 1, err
     assert message in err[0] and "bad.yaml" in err[0]
     assert not ws.run("bad").dir.exists()  # nothing written
+
+
+# ---- the shipped LLM configs ------------------------------------------------------------------------
+LLM_CONFIGS = ["qwen2.5-7b-instruct-zeroshot", "llama-3.2-3b-instruct-fewshot", "llama-3.2-3b-instruct-generative-qlora",
+               "gguf-zeroshot"]
+
+
+@pytest.mark.parametrize("name", LLM_CONFIGS)
+def test_shipped_llm_configs_pass_preflight_on_a_local_stand_in(name, llama_dir):
+    """Each config's prompt, question and keys, with the backbone swapped for a tiny local chat model
+    (the backend for the GGUF one: its file is the user's), build and fit before any fold."""
+    from comp.config import load_model_config
+
+    repo = Path(__file__).resolve().parents[1]
+    overrides = [f"backbone={llama_dir}"] + (["backend=transformers"] if name == "gguf-zeroshot" else [])
+    config = load_model_config(repo / "configs" / f"{name}.yaml", overrides)
+    assert config.model == ("generative" if "generative" in name else "prompt")
+    if config.model == "generative":
+        config.quantization = "none"  # no 4-bit kernels on this CPU
+        G.preflight(config, MULTILABEL)
+    else:
+        P.preflight(config, MULTILABEL)
+        P.preflight(config, MULTICLASS)
+    text = (repo / "configs" / f"{name}.yaml").read_text()
+    assert "ESTIMATE" in text and "memory" in text.lower()
