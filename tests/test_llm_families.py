@@ -201,6 +201,9 @@ def test_a_partial_oof_is_scored_on_its_rows_and_refused_for_blending(instructed
     assert json.loads(paths.scores.read_text())["partial_oof"] == {"scored_rows": 12, "train_rows": 48}
     with pytest.raises(RunError, match="run 'quick' scored only 12 of 48 train rows .*cannot be blended"):
         load_run(ws, "quick")
+    from comp.runs import list_runs
+
+    assert {r.name: r.status for r in list_runs(ws)}["quick"] == "partial OOF: 12/48 rows"
     train(ws, ws.configs_dir / "tfidf.yaml", n_folds=2)
     monkeypatch.setattr(sys, "argv", ["comp", "--workspace", str(ws.root), "ensemble", "quick", "tfidf", "--name", "b"])
     monkeypatch.setattr(console.err, "_width", 10_000)

@@ -49,6 +49,7 @@ from comp.models.base import FoldContext, TaskInfo
 from comp.models.labelling import LabelPromptConfig
 
 SAVED = "comp_prompt.json"
+_LOADED: dict[str, tuple] = {}  # the loaded backend of this process, by what loads it
 
 
 @dataclass
@@ -178,8 +179,21 @@ class Model:
 
     # -- the engine
     def _setup(self) -> None:
+        """The backend, loaded once per process for every fold (and `comp predict`): the weights do not
+        change between folds, only the prompt's examples do."""
         if self.backend_ is not None:
             return
+        key = repr((self.config.backbone, self.config.backend, self.config.device, self.config.precision,
+                    self.config.quantization, self.config.max_length, self.config.score_batch_size,
+                    self.config.method, self.config.reuse_prefix, self.config.n_gpu_layers))
+        if key in _LOADED:
+            self.backend_, self.identity_ = _LOADED[key]
+            return
+        _LOADED.clear()  # one model in memory at a time
+        self._load()
+        _LOADED[key] = (self.backend_, self.identity_)
+
+    def _load(self) -> None:
         from comp.llm import backends
         from comp.models import labelling
         from comp.models.hf import device as devices
