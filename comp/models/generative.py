@@ -10,10 +10,10 @@ adapter only, and ``comp predict`` reloads it on the backbone.
 
 Why comp's Trainer and not TRL's ``SFTTrainer``: the examples must be built by the scorer's own
 encoder (the head's ids shared by every row, so scoring reuses its KV cache, and training sees the
-same ids as scoring), and on those examples SFTTrainer adds nothing comp's :class:`CompTrainer` does
-not already have (its completion-only loss equals :func:`comp.llm.sft.weighted_lm_loss`, checked in
-the tests), while comp's brings checkpoints and resume as every transformer fold, the per-example
-weights and the trimmed logits below.
+same ids as scoring). On those examples SFTTrainer's completion-only masks equal comp's (tested in
+test_llm_sft), so it would add nothing :class:`CompTrainer` lacks, while comp's brings checkpoints
+and resume as every transformer fold, per-example weights with a per-example mean (TRL averages over
+all answer tokens of a batch, so long list answers would weigh more) and the trimmed logits below.
 
 Rare labels: each example's loss is weighted by ``(count of the commonest label / count of the
 row's rarest label) ** rare_label_power`` (capped at ``max_example_weight``, mean 1), and each
