@@ -329,6 +329,11 @@ def _claim_fold(paths: RunPaths, k: int, digest: str, shape: tuple[int, int, int
             return None
         lock = FoldLock(paths.dir, k)
         if lock.acquire(0):
+            # the holder may have written its done marker and let go between the check above and now
+            state = _fold_state(paths, k, digest, *shape)
+            if state == "done":
+                lock.release()
+                return None
             _prepare_fold(paths, k, state, log)
             return lock
     owner = fold_holder(paths.dir, k)

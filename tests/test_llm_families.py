@@ -379,3 +379,21 @@ def test_shipped_llm_configs_pass_preflight_on_a_local_stand_in(name, llama_dir)
         P.preflight(config, MULTICLASS)
     text = (repo / "configs" / f"{name}.yaml").read_text()
     assert "ESTIMATE" in text and "memory" in text.lower()
+
+
+@pytest.mark.parametrize("family", ["qwen2", "gemma", "mistral"])
+def test_generative_trains_and_reloads_on_each_chat_family(family, tmp_path):
+    """Pad / EOS / BOS conventions and chat templates of Qwen2 (pad token of its own), Gemma (no system
+    role) and Mistral (EOS ends the answer, no pad token): a short fit, the adapter saved and reloaded."""
+    backbone = save_llm(tmp_path / family, family, hidden=32, std=0.02)
+    texts, Y = synthetic(16, "multilabel", seed=6)
+    config = build(G.Config, {"model": "generative", "backbone": str(backbone), "epochs": 1, "batch_size": 8,
+                              "grad_accumulation": 1, "max_length": 128, "system": "Label the emotions.",
+                              "peft": {"method": "lora", "r": 4, "alpha": 8}}, "test")
+    G.preflight(config, MULTILABEL)
+    model = G.Model(config, MULTILABEL, fold_context(tmp_path)).fit(texts, Y)
+    proba = model.predict_proba(texts[:4])
+    assert proba.shape == (4, 4) and ((proba >= 0) & (proba <= 1)).all()
+    model.save(tmp_path / "adapter")
+    loaded = G.Model.load(tmp_path / "adapter", config, MULTILABEL, fold_context(tmp_path))
+    np.testing.assert_allclose(loaded.predict_proba(texts[:4]), proba, atol=1e-6)
