@@ -1,7 +1,7 @@
 """Every GPU figure in one command, under 8 minutes on one H200: `make gpu-check`.
 
 Writes the `gpu` section of docs/benchmarks.md. Each section is a function in SECTIONS that returns
-its markdown lines; to add one (issue 12's prompt scorer, say), write `section_NAME(args)` and add it
+its markdown lines; to add one, write `section_NAME(args)` and add it
 to SECTIONS. Models are built from configs with random weights (speed and memory do not depend on the
 values; nothing is downloaded) and trained through comp's own path: `classifier.build` with the run's
 strategy (bf16 base, or a 4-bit NF4 base with `strategies.Adapter`), `CompTrainer` with the
@@ -11,6 +11,9 @@ family's loss, fused AdamW, bf16 autocast, SDPA attention.
   the 790 TFLOP/s bf16 peak the target is stated for (target: at least 40%), eager and torch.compile;
 - adapters: LoRA on a bf16 base vs QLoRA (4-bit base) on Llama-3.2-1B and Gemma-2-2B shapes: peak GPU
   memory and training samples/s, each variant in its own process so peaks do not mix;
+- llm: the prompt family's scorer on a Llama-3.2-1B-shaped bf16 model (rows/s on 1,000 tweet-length rows,
+  a 4-class Choice and a 28-label YesNo prompt), and one generative-family QLoRA fine-tuning run's peak
+  memory and samples/s on the same shape;
 - fsdp: FSDP on one GPU is skipped (sharding over one device measures nothing).
 
     .venv/bin/python bench/gpu_check.py [--sections encoder adapters] [--steps 40]
@@ -227,19 +230,152 @@ def section_adapters(args) -> list[str]:
     return lines + ([""] + verdict if verdict else [])
 
 
+# ---- section: the LLM families (issue 12): prompt scorer throughput, generative QLoRA step ---------------
+def generative_worker(shape: str, folder: str, steps: int, cpu_smoke: bool) -> dict:
+    """One generative-family QLoRA fine-tuning run in this process: the base loaded 4-bit through
+    ``strategies.Adapter`` (bf16 LoRA on CPU), answer-only loss on trimmed logits, ``CompTrainer``."""
+    import numpy as np
+    import torch
+    from transformers import TrainerCallback, TrainingArguments
+
+    from comp.llm.sft import IGNORE
+    from comp.models import generative as G
+    from comp.models.hf import strategies
+    from comp.models.hf.trainer import CompTrainer, param_groups
+    from comp.models.labelling import load_causal_lm
+
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    batch, length, answer = (4, 16, 3) if cpu_smoke else (16, 96, 6)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    torch.manual_seed(0)
+    strategy = strategies.Adapter({"method": "lora", "r": 16, "alpha": 32, "dropout": 0.05},
+                                  "4bit" if cuda else "none")
+    model = load_causal_lm(folder, folder, strategy.weight_kwargs("bf16" if cuda else "fp32", device), device)
+    model = strategy.prepare(model, base_path=folder, task_type="CAUSAL_LM")
+    model.config.use_cache = False
+    trainable, _ = strategies.count_parameters(model)
+    vocab = _model_config(shape).vocab_size
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(batch * steps):
+        ids = rng.integers(3, vocab, length).tolist()
+        rows.append({"input_ids": ids, "labels": [IGNORE] * (length - answer) + ids[-answer:], "weight": 1.0})
+    marks, warmup = {}, max(1, steps // 4)
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step in (warmup, steps):
+                if cuda:
+                    torch.cuda.synchronize()
+                marks[state.global_step] = time.perf_counter()
+
+    with tempfile.TemporaryDirectory() as scratch:
+        targs = TrainingArguments(
+            output_dir=scratch, per_device_train_batch_size=batch, max_steps=steps, learning_rate=1e-4, bf16=cuda,
+            use_cpu=not cuda, save_strategy="no", report_to="none", logging_steps=steps, disable_tqdm=True,
+            remove_unused_columns=False, activation_checkpointing=True, dataloader_drop_last=True, log_level="error")
+        trainer = CompTrainer(model=model, args=targs, train_dataset=rows, data_collator=G.AnswerCollator(0, 8),
+                              callbacks=[Clock()], loss=G.lm_loss,
+                              groups=lambda m, no_decay: param_groups(m, 1e-4, 0.0, 1.0, no_decay))
+        trainer.train()
+    return {"shape": shape, "trainable": trainable, "batch": batch, "length": length, "answer": answer,
+            "samples_per_s": batch * (steps - warmup) / (marks[steps] - marks[warmup]),
+            "peak_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else None, "quantization": strategy.quantization}
+
+
+def _score_prompt_rows(model, *, rows: int, head: int, row_length: int, vocab: int, labels: int, yes_no: bool,
+                       batch: int, cuda: bool) -> dict:
+    """The prompt family's scorer on random ids shaped like a labelling prompt: ``head`` shared tokens
+    (instruction + few-shot examples), ``rows`` texts of about ``row_length`` tokens, and either one
+    answer of 2 tokens per label (Choice) or a 10-token question + Yes / No per label (YesNo)."""
+    import numpy as np
+    import torch
+
+    from comp.llm.scorer import CausalLMScorer
+
+    rng = np.random.default_rng(0)
+    head_ids = rng.integers(3, vocab, head).tolist()
+    texts = [rng.integers(3, vocab, int(rng.integers(row_length // 2, row_length * 3 // 2))).tolist()
+             for _ in range(rows)]
+    if yes_no:
+        candidates = []
+        for _ in range(labels):
+            question = rng.integers(3, vocab, 10).tolist()
+            candidates += [(question, [5]), (question, [6])]
+    else:
+        candidates = [([], rng.integers(3, vocab, 2).tolist()) for _ in range(labels)]
+    scorer = CausalLMScorer(model, batch_size=batch, method="tree")
+    scorer.score_ids(head_ids, texts[: min(rows, batch)], candidates)  # warm-up: kernels, allocator
+    scorer.stats = type(scorer.stats)()
+    if cuda:
+        torch.cuda.synchronize()
+    scorer.score_ids(head_ids, texts, candidates)
+    if cuda:
+        torch.cuda.synchronize()
+    return {"rows_per_s": scorer.stats.rows_per_s, "tokens_per_s": scorer.stats.tokens_per_s}
+
+
+def section_llm(args) -> list[str]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    cuda = torch.cuda.is_available()
+    shape = "tiny-llama" if args.cpu_smoke else "llama-3.2-1b"
+    rows, batch = (16, 8) if args.cpu_smoke else (1000, 64)
+    dtype = torch.bfloat16 if cuda else torch.float32
+    lines = [f"### LLM families: the prompt scorer and a generative QLoRA step ({shape} shape)", "",
+             f"Prompt scorer: {rows} rows of ~32 tokens (16-48) after a 200-token shared head (instruction + few-shot",
+             f"examples), tree layout, the head's KV cache reused, batch {batch}, {str(dtype).split('.')[-1]}, SDPA; "
+             "tokens/s counts head + row + answers per row.", "",
+             "| workload | rows/s | prompt tokens/s |", "|---|---:|---:|"]
+    with tempfile.TemporaryDirectory(prefix=f"gpu-check-llm-{shape}-") as folder:
+        with torch.device("cuda" if cuda else "cpu"):
+            model = AutoModelForCausalLM.from_config(_model_config(shape), dtype=dtype, attn_implementation="sdpa")
+        model.eval()
+        vocab = model.config.vocab_size
+        for name, labels, yes_no in (("4 classes, Choice", 4, False), ("28 labels, YesNo", 28, True)):
+            r = _score_prompt_rows(model, rows=rows, head=200, row_length=32, vocab=vocab, labels=labels,
+                                   yes_no=yes_no, batch=batch, cuda=cuda)
+            lines.append(f"| {name} | {r['rows_per_s']:.1f} | {r['tokens_per_s']:,.0f} |")
+            print(json.dumps({"workload": name, **r}), flush=True)
+        model.save_pretrained(folder)
+        del model
+        if cuda:
+            torch.cuda.empty_cache()
+        command = [sys.executable, __file__, "--generative-worker", shape, folder, str(args.steps)]
+        command += ["--cpu-smoke"] if args.cpu_smoke else []
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return lines + ["", f"Generative QLoRA step: failed: {last[:160]}"]
+    g = json.loads(done.stdout.strip().splitlines()[-1])
+    peak = "-" if g["peak_gb"] is None else f"{g['peak_gb']:.2f}"
+    return lines + [
+        "", f"Generative fine-tuning (model: generative's path): base {'4-bit NF4' if g['quantization'] == '4bit' else 'unquantised'},"
+        f" LoRA r 16 on every linear layer ({g['trainable']:,} trainable), batch {g['batch']} x {g['length']}"
+        f" tokens with the loss on the last {g['answer']}, logits only at the answer positions, gradient checkpointing.", "",
+        "| samples/s | peak GB (from loading) |", "|---:|---:|", f"| {g['samples_per_s']:.1f} | {peak} |"]
+
+
 def section_fsdp(args) -> list[str]:
     return ["### FSDP", "", "Skipped: FSDP shards over processes; on one GPU it measures nothing. Its mapping onto the",
             "Trainer's settings (`distributed: fsdp`, FSDP-QLoRA with 4-bit weights stored in bf16) is unit-tested;",
             "accelerate runs FSDP on GPUs only, so it has not run in a session without them."]
 
 
-SECTIONS = {"encoder": section_encoder, "adapters": section_adapters, "fsdp": section_fsdp}
+SECTIONS = {"encoder": section_encoder, "adapters": section_adapters, "llm": section_llm, "fsdp": section_fsdp}
 
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--adapter-worker":
         shape, variant, folder, steps = sys.argv[2:6]
         print(json.dumps(adapter_worker(shape, variant, folder, int(steps), "--cpu-smoke" in sys.argv)))
+        return 0
+    if len(sys.argv) > 1 and sys.argv[1] == "--generative-worker":
+        shape, folder, steps = sys.argv[2:5]
+        print(json.dumps(generative_worker(shape, folder, int(steps), "--cpu-smoke" in sys.argv)))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=list(SECTIONS))

@@ -74,7 +74,8 @@ def predict_run(
     from comp.data import read_texts
 
     ids, texts = read_texts(test_csv, settings)
-    task = TaskInfo(settings.task, classes, settings.metric, settings.min_labels)
+    negative = str(settings.classes[0]) if settings.task == "binary" else None
+    task = TaskInfo(settings.task, classes, settings.metric, settings.min_labels, negative)
     P = np.zeros((len(texts), len(classes)))
     from comp.seeds import mean_of, task_seed
 

@@ -205,6 +205,13 @@ def load_run(ws: Workspace, name: str, classes: list[str] | None = None, check: 
     record = read_run_yaml(paths)
     if not paths.oof.is_file() or not paths.test.is_file():
         raise RunError(f"run '{name}' is not finished (no oof.parquet / test.parquet); re-run `comp train` to finish it")
+    partial = record.get("partial_oof")
+    if isinstance(partial, dict):
+        raise RunError(
+            f"run '{name}' scored only {partial.get('scored_rows')} of {partial.get('train_rows')} train rows "
+            "(score_rows): its OOF is partial, so it cannot be blended, thresholded or submitted; retrain it "
+            "without score_rows (comp train CONFIG --set score_rows=null --name NEW) for a full OOF"
+        )
     if check:
         check_data(ws, name, record)
     oof, test = _read_probabilities(paths.oof, name, record), _read_probabilities(paths.test, name, record)
@@ -319,6 +326,9 @@ def _summary(paths: RunPaths, record: dict[str, Any], current: dict[str, Any] | 
         status = "done"
     else:
         status = "done" if paths.oof.is_file() else f"{done}/{n_folds} folds"
+        partial = record.get("partial_oof")
+        if paths.oof.is_file() and isinstance(partial, dict):
+            status = f"partial OOF: {partial.get('scored_rows')}/{partial.get('train_rows')} rows"
     recorded = record.get("data")
     if current is not None and isinstance(recorded, dict):
         from comp.fingerprint import data_changes

@@ -63,7 +63,8 @@ class TrainResult:
 
 
 def task_info(settings: CompSettings) -> TaskInfo:
-    return TaskInfo(settings.task, settings.output_names, settings.metric, settings.min_labels)
+    negative = str(settings.classes[0]) if settings.task == "binary" else None
+    return TaskInfo(settings.task, settings.output_names, settings.metric, settings.min_labels, negative)
 
 
 def ensure_folds(ws: Workspace, comp: Competition, n_folds: int, seed: int, log: Callable[[str], None]) -> tuple[Path, np.ndarray]:
@@ -185,14 +186,23 @@ def _dir_state(directory: Path, digest: str, n_valid: int, n_test: int, n_output
         return f"damaged: {marker.name} is unreadable"
     if facts.get("digest", digest) != digest:
         return "other"
+    scored = facts.get("scored_rows", n_valid)  # a partial OOF (score_rows) leaves whole rows NaN
     for path, shape in ((directory / "oof.npy", (n_valid, n_outputs)), (directory / "test.npy", (n_test, n_outputs))):
         try:
             array = np.load(path)
         except (OSError, ValueError, EOFError) as exc:
             return f"damaged: {path.name} is unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
-        if array.shape != shape or not np.isfinite(array).all():
+        expected = scored if path.name == "oof.npy" else n_test
+        if array.shape != shape or not _whole_rows(array, expected):
             return f"damaged: {path.name} has shape {array.shape} or non-finite values, expected {shape}"
     return "done"
+
+
+def _whole_rows(values: np.ndarray, n_scored: int) -> bool:
+    """Whether exactly ``n_scored`` rows are finite and every other row is NaN throughout."""
+    finite = np.isfinite(values)
+    rows = finite.all(axis=1)
+    return int(rows.sum()) == n_scored and not finite[~rows].any()
 
 
 def _fold_state(paths: RunPaths, k: int, digest: str, n_valid: int, n_test: int, n_outputs: int) -> str:
@@ -449,6 +459,10 @@ def _claim(plan: RunPlan, unit: Unit, wait: bool):
             return None
         lock = FoldLock(paths.dir, k, unit.lock_seed)
         if lock.acquire(0):
+            # the holder may have written its done marker and let go between the check above and now
+            if plan.fold_state(k) == "done" or (state := plan.unit_state(unit)) == "done":
+                lock.release()
+                return None
             _prepare_unit(plan, unit, state)
             return lock
     owner = fold_holder(paths.dir, k, unit.lock_seed)
@@ -485,7 +499,7 @@ def train_fold(plan: RunPlan, unit: Unit, on_epoch: Callable[[int, float, float]
     out = plan.unit_dir(unit)
     log(f"{unit.label}: training on {len(train_rows)} rows, validating on {len(valid_rows)}")
     context = FoldContext(fold=k, seed=task_seed(plan.seed, k, unit.seed), cache_dir=plan.ws.cache_dir, fold_dir=out,
-                          log=log, warn=log.warn, is_main_process=plan.main,
+                          log=log, warn=log.warn, is_main_process=plan.main, positions=(train_rows, valid_rows),
                           on_epoch=None if on_epoch is None else (lambda epoch, value: on_epoch(k, epoch, value)))
     model = plan.family.Model(config, task, context)
     train_texts = [texts[i] for i in train_rows]
@@ -493,7 +507,8 @@ def train_fold(plan: RunPlan, unit: Unit, on_epoch: Callable[[int, float, float]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model.fit(train_texts, comp.Y[train_rows], valid=(valid_texts, comp.Y[valid_rows]))
-        oof = np.asarray(model.predict_proba(valid_texts), dtype=np.float64)
+        predict_oof = getattr(model, "predict_oof", model.predict_proba)  # may leave rows unscored (NaN)
+        oof = np.asarray(predict_oof(valid_texts), dtype=np.float64)
         test = np.asarray(model.predict_proba(comp.test_texts), dtype=np.float64)
     # library warnings (e.g. a solver that did not converge) belong in train.log, once per message
     for message in dict.fromkeys(f"{unit.label}: {w.category.__name__}: {str(w.message).splitlines()[0]}"
@@ -502,7 +517,12 @@ def train_fold(plan: RunPlan, unit: Unit, on_epoch: Callable[[int, float, float]
     expected = (len(valid_rows), task.n_outputs)
     if oof.shape != expected or test.shape != (len(comp.test_texts), task.n_outputs):
         raise RunError(f"model '{config.model}' returned probabilities of shape {oof.shape}, expected {expected}")
-    for name, values in (("validation", oof), ("test", test)):
+    scored = np.isfinite(oof).all(axis=1)
+    if hasattr(model, "predict_oof") and scored.any() and not np.isfinite(oof[~scored]).any():
+        checked = (("validation", oof[scored]), ("test", test))  # a partial OOF: unscored rows are NaN throughout
+    else:
+        checked, scored = (("validation", oof), ("test", test)), np.ones(len(oof), dtype=bool)
+    for name, values in checked:
         if not np.isfinite(values).all() or values.min() < -1e-6 or values.max() > 1 + 1e-6:
             raise RunError(f"{unit.label}: model '{config.model}' returned {name} probabilities that are NaN or "
                            "outside [0, 1]; nothing was saved for this fold (check the config, e.g. a learning rate "
@@ -517,7 +537,8 @@ def train_fold(plan: RunPlan, unit: Unit, on_epoch: Callable[[int, float, float]
         write_npy(out / "test.npy", test)
         facts = {"fold": k, **({"seed": unit.seed, "seed_value": context.seed} if unit.n_seeds > 1 else {}),
                  "seconds": round(seconds, 2), "train_rows": len(train_rows), "valid_rows": len(valid_rows),
-                 "finished": now(), "host": socket.gethostname(), "pid": os.getpid(), "digest": plan.digest}
+                 "finished": now(), "host": socket.gethostname(), "pid": os.getpid(), "digest": plan.digest,
+                 **({} if scored.all() else {"scored_rows": int(scored.sum())})}
         # the marker is written last: its presence means the task's arrays are complete
         write_json(out / "done.json", facts)
     log(f"{unit.label}: done in {seconds:.1f}s")
@@ -547,7 +568,8 @@ def complete_fold(plan: RunPlan, k: int) -> bool:
         write_json(paths.fold_done(k), {"fold": k, "seeds": len(units), "seconds": round(sum(f["seconds"] for f in facts), 2),
                                         "train_rows": facts[0]["train_rows"], "valid_rows": facts[0]["valid_rows"],
                                         "finished": now(), "host": socket.gethostname(), "pid": os.getpid(),
-                                        "digest": plan.digest})
+                                        "digest": plan.digest,
+                                        **({"scored_rows": facts[0]["scored_rows"]} if "scored_rows" in facts[0] else {})})
     plan.log(f"fold {k}: {len(units)} seeds averaged")
     return True
 
@@ -574,12 +596,16 @@ def assemble(ws: Workspace, paths: RunPaths, comp: Competition, folds: np.ndarra
     for k in range(n_folds):
         oof[folds == k] = np.load(paths.fold_oof(k))
         test += np.load(paths.fold_test(k)) / n_folds
-    scores = evaluate_oof(oof, comp.Y, folds, settings.task, settings.metric, settings.min_labels)
+    scored = np.isfinite(oof).all(axis=1)
+    # a partial OOF (the prompt family's score_rows) is scored on its scored rows only, and marked
+    scores = evaluate_oof(oof[scored], comp.Y[scored], folds[scored], settings.task, settings.metric,
+                          settings.min_labels)
+    partial = None if scored.all() else {"scored_rows": int(scored.sum()), "train_rows": len(scored)}
     fold_seconds = {k: v for k, v in fold_facts(paths, n_folds, "seconds").items() if isinstance(v, int | float)}
     for row in scores.per_fold:
         row["seconds"] = fold_seconds.get(row["fold"])
     total = round(sum(fold_seconds.values()), 2)
-    extra = {"task": settings.task, "n_folds": n_folds, "seconds": total}
+    extra = {"task": settings.task, "n_folds": n_folds, "seconds": total, **({"partial_oof": partial} if partial else {})}
     if n_seeds > 1:
         from comp.seeds import seed_spread
 
@@ -589,14 +615,18 @@ def assemble(ws: Workspace, paths: RunPaths, comp: Competition, folds: np.ndarra
             for k in range(n_folds):
                 seed_oof[folds == k] = np.load(paths.seed_dir(k, s) / "oof.npy")
             per_seed.append(seed_oof)
-        extra["seeds"] = seed_spread(per_seed, comp.Y, folds, settings, scores)
+        extra["seeds"] = seed_spread([o[scored] for o in per_seed], comp.Y[scored], folds[scored], settings, scores)
     write_run_outputs(paths, settings.id_column, settings.output_names, comp.train_ids, folds, oof, comp.test_ids, test,
                       scores.scores_json(extra),
                       scores.thresholds_json(settings.output_names, settings.task, settings.min_labels))
     record = read_run_yaml(paths)
     record.update({"completed": now(), "seconds": total})
+    record.pop("partial_oof", None)
+    if partial:
+        record["partial_oof"] = partial
     write_run_yaml(paths, record)
-    log(f"cv {settings.metric}: at 0.5 {scores.at_05:.4f}, tuned {scores.tuned:.4f}, honest {scores.honest:.4f}")
+    on = f" on {partial['scored_rows']} of {partial['train_rows']} rows (partial OOF: not blendable)" if partial else ""
+    log(f"cv {settings.metric}{on}: at 0.5 {scores.at_05:.4f}, tuned {scores.tuned:.4f}, honest {scores.honest:.4f}")
     if n_seeds > 1:
         from comp.seeds import describe_spread
 

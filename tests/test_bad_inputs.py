@@ -180,7 +180,7 @@ CASES = [
     ("nbsvm-max-iter", config_file("model: nbsvm\nmax_iter: -1\n"), train_args(config="bad.yaml"),
      r"bad.yaml: max_iter: -1 is rejected by scikit-learn"),
     ("model-decoders", config_file("model: decoders\n"), train_args(config="bad.yaml"),
-     r"bad.yaml: unknown model 'decoders'; available models are: embeddings, nbsvm, tfidf, transformer"),
+     r"bad.yaml: unknown model 'decoders'; available models are: embeddings, generative, nbsvm, prompt, tfidf, transformer"),
     ("embeddings-backbone-missing", config_file("model: embeddings\nbackbone: /no/such/encoder\n"),
      train_args(config="bad.yaml"), r"bad.yaml: backbone '/no/such/encoder' cannot be loaded"),
     ("embeddings-fp16-on-cpu", config_file("model: embeddings\nbackbone: /no/such/encoder\ndevice: cpu\nprecision: fp16\n"),

@@ -343,6 +343,6 @@ def test_peft_target_that_matches_nothing_names_the_layers(llama_dir, tmp_path):
 def test_every_shipped_config_loads(path):
     config = load_model_config(path)
     assert config.model
-    if path.stem.endswith(("-lora", "-qlora")):
+    if config.model == "transformer" and path.stem.endswith(("-lora", "-qlora")):
         assert config.peft is not None and config.peft["method"] == "lora" and config.prompt_template
         assert config.quantization == ("4bit" if path.stem.endswith("-qlora") else "none")

@@ -31,7 +31,8 @@ def test_every_section_runs_on_tiny_shapes_on_cpu():
     doc = (REPO / "docs" / "benchmarks.md").read_text()
     done = _run("--cpu-smoke")
     assert done.returncode == 0, done.stderr[-3000:]
-    for section in ("encoder", "adapters", "fsdp"):
+    for section in ("encoder", "adapters", "llm", "fsdp"):
         assert f"gpu_check: {section} done" in done.stdout
     assert "| tiny-llama | lora-bf16 |" in done.stdout and "failed" not in done.stdout
+    assert "| 28 labels, YesNo |" in done.stdout and "Generative fine-tuning" in done.stdout
     assert (REPO / "docs" / "benchmarks.md").read_text() == doc  # a smoke run writes no figures

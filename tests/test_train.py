@@ -193,7 +193,7 @@ def test_run_files_get_the_umask_mode_like_data_files(ws):
 def test_registered_families_only():
     from comp.models import available_families, get_family
 
-    assert available_families() == ["embeddings", "nbsvm", "tfidf", "transformer"]
+    assert available_families() == ["embeddings", "generative", "nbsvm", "prompt", "tfidf", "transformer"]
     for name in ("decoders", "common", "base"):
         with pytest.raises(ConfigError, match=rf"unknown model '{name}'"):
             get_family(name)

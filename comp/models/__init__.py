@@ -31,6 +31,8 @@ FAMILIES: dict[str, str] = {
     "nbsvm": "comp.models.nbsvm",
     "embeddings": "comp.models.embeddings",
     "transformer": "comp.models.transformer",
+    "prompt": "comp.models.prompt",
+    "generative": "comp.models.generative",
 }
 
 

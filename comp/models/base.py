@@ -22,6 +22,7 @@ class TaskInfo:
     classes: list[str]  # probability column names, in order
     metric: str = "f1_macro"
     min_labels: int = 0
+    negative: str | None = None  # binary: the negative class's name (the one column is the positive's)
 
     @property
     def n_outputs(self) -> int:
@@ -42,6 +43,9 @@ class FoldContext:
     # (epoch, validation score): called by families that evaluate per epoch, so that a tuner can
     # prune the trial (it may raise to stop training; the fold then has no done marker)
     on_epoch: Callable[[float, float], None] | None = None
+    # where the rows ``fit`` gets sit in train.csv, (train positions, valid positions): families that
+    # draw from all of train (the prompt family's few-shot examples for test) rebuild file order from it
+    positions: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class Model(Protocol):
@@ -55,6 +59,10 @@ class Model(Protocol):
     ) -> Model: ...
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    # optional: ``predict_oof(texts)`` for the fold's validation rows, where a family may leave rows
+    # unscored (whole rows of NaN: a partial OOF, e.g. the prompt family's ``score_rows``); the
+    # training loop records it and such a run is refused for blending and submission
 
     def save(self, directory: Path) -> None: ...
 
