@@ -333,3 +333,4 @@ def test_a_family_without_sample_weight_is_refused(teacher_ws, monkeypatch):
     _config(teacher_ws, "student", "pseudo_labels: {run: tfidf}\n")
     with pytest.raises(CompError, match=r"model 'tfidf' cannot train on weighted soft targets"):
         train(teacher_ws, teacher_ws.configs_dir / "student.yaml", n_folds=3)
+
