@@ -161,6 +161,22 @@ def test_extra_csv_is_labelled_by_the_teachers_saved_fold_models(tmp_path):
         train(ws, ws.configs_dir / "student.yaml", n_folds=3)
 
 
+def test_a_student_with_seeds_asks_the_teacher_once_per_fold(tmp_path):
+    ws = make_workspace(tmp_path, train_rows=120, test_rows=30)
+    _config(ws, "teacher", "save_models: true\nseeds: 2\n")
+    train(ws, ws.configs_dir / "teacher.yaml", n_folds=3)
+    _config(ws, "student", "seeds: 2\ndistill: {run: teacher, alpha: 0.5}\npseudo_labels: {run: teacher}\n")
+    result = train(ws, ws.configs_dir / "student.yaml", n_folds=3)
+    assert result.scores is not None
+    log = ws.run("student").log.read_text()
+    assert log.count("teacher 'teacher' fold-0 model predicts 80 training rows") == 1  # not once per seed
+    assert log.count("fold 0: + 30 pseudo-labelled rows") == 2
+    # the teacher's fold test predictions are the mean of its two seeds
+    paths = ws.run("teacher")
+    mean = (np.load(paths.seed_dir(0, 0) / "test.npy") + np.load(paths.seed_dir(0, 1) / "test.npy")) / 2
+    np.testing.assert_allclose(np.load(paths.fold_test(0)), mean, atol=1e-12)
+
+
 def test_multiclass_students_with_soft_targets(tmp_path):
     ws = make_workspace(tmp_path, "multiclass", train_rows=150, test_rows=45)
     (ws.configs_dir / "nbsvm.yaml").write_text("model: nbsvm\nword_ngrams: [1, 2]\nsave_models: true\n")
