@@ -278,6 +278,8 @@ def _print_train_result(ws, result) -> None:
                      "are assembled when every fold is done")
         return
     _print_scores(result.scores, f"run {result.run}")
+    if result.optimistic:
+        console.warn(f"run {result.run}: cv optimistic: {result.optimistic}")
     _print_seed_spread(ws, result.run)
     console.echo(f"wrote {ws.relative(ws.run(result.run).dir)}/ (oof.parquet, test.parquet, scores.json, thresholds.json)")
 

@@ -21,12 +21,55 @@ _SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
 @dataclass
+class PseudoLabels:
+    """``pseudo_labels:``: unlabelled rows labelled by a teacher run's fold models (comp.second_stage)."""
+
+    run: str = ""  # the teacher run
+    mode: Literal["soft", "hard"] = "soft"  # soft: its probabilities as targets; hard: 0.5 / argmax labels
+    min_confidence: float = 0.0  # keep a row when every class's max(p, 1 - p) (multiclass: max p) reaches it
+    weight: float = 1.0  # each pseudo row's weight in the loss (a labelled row weighs 1)
+    test: bool = True  # label test.csv's rows
+    extra: str | None = None  # an unlabelled CSV (id and text columns of comp.yaml), relative to the workspace
+
+    def check(self, where: str) -> None:
+        if not self.run:
+            raise ConfigError(f"{where}: name the teacher run, e.g. pseudo_labels: {{run: tfidf}}")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ConfigError(f"{where}: min_confidence must be within [0, 1], got {self.min_confidence}")
+        if not self.weight > 0:
+            raise ConfigError(f"{where}: weight must be positive, got {self.weight}")
+        if not self.test and not self.extra:
+            raise ConfigError(f"{where}: test is false and no extra CSV is named: there is nothing to label; "
+                              "set test: true or extra: data/extra.csv")
+
+
+@dataclass
+class Distill:
+    """``distill:``: the teacher run's soft targets mixed with the labels (comp.second_stage)."""
+
+    run: str = ""  # the teacher run
+    alpha: float = 0.5  # target = alpha * teacher + (1 - alpha) * label
+    temperature: float = 1.0  # softens the teacher's probabilities: log p / T, renormalised
+    mode: Literal["fold_safe", "oof"] = "fold_safe"  # oof: the teacher's OOF, an optimistic CV
+
+    def check(self, where: str) -> None:
+        if not self.run:
+            raise ConfigError(f"{where}: name the teacher run, e.g. distill: {{run: tfidf}}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"{where}: alpha must be within [0, 1] (the teacher's share of the target), got {self.alpha}")
+        if not self.temperature > 0:
+            raise ConfigError(f"{where}: temperature must be positive, got {self.temperature}")
+
+
+@dataclass
 class ModelConfig:
     """Fields shared by every model family."""
 
     model: str = ""
     save_models: bool = False  # keep each fold's fitted model under runs/<run>/fold-<k>/
     seeds: int = 1  # models per fold, each with its own seed, probabilities averaged (comp.seeds)
+    pseudo_labels: PseudoLabels | None = None  # train also on rows a teacher run labelled (comp.second_stage)
+    distill: Distill | None = None  # mix a teacher run's soft targets into the labels (comp.second_stage)
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:

@@ -145,9 +145,17 @@ def make_ensemble(ws: Workspace, names: list[str], name: str, method: str = "mea
         "completed": now(),
         "seconds": None,
     }
+    optimistic = {r.name: r.record.get("cv_optimistic_reason") or "marked cv_optimistic"
+                  for r in runs if r.record.get("cv_optimistic")}
+    flag = {}
+    if optimistic:  # a member's OOF carries its validation folds' labels: so does the blend's
+        flag = {"cv_optimistic": True, "cv_optimistic_reason": "; ".join(
+            f"member '{n}' has an optimistic CV ({why})" for n, why in optimistic.items())}
+        record.update(flag)
     seconds = round(time.perf_counter() - started, 2)
     write_run_outputs(paths, settings.id_column, settings.output_names, runs[0].ids, folds, chain.oof_, runs[0].test_ids,
-                      test, scores.scores_json({"task": task, "n_folds": n_folds, "seconds": seconds, "members": members}),
+                      test, scores.scores_json({"task": task, "n_folds": n_folds, "seconds": seconds, "members": members,
+                                                **flag}),
                       scores.thresholds_json(settings.output_names, task, settings.min_labels))
     objective = metric if method == "weighted" else None
     weights = {"method": method, "members": names, "metric": objective, "greater_is_better": greater_is_better(objective),

@@ -44,7 +44,7 @@ def predict_run(
     """
     import pandas as pd
 
-    from comp.runs import is_main_process, read_run_yaml
+    from comp.runs import read_run_yaml
 
     log = log or (lambda message: None)
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
@@ -59,11 +59,9 @@ def predict_run(
     if trained_for is not None and list(trained_for) != list(classes):
         raise RunError(f"run '{run_name}' was trained for classes {trained_for}, but comp.yaml has {classes}")
     family = get_family(record["model"], where=str(paths.run_yaml))
-    config = build(family.Config, record.get("config", {}), str(paths.run_yaml))
-    folds = record.get("folds", {})
-    n_folds = int(folds.get("n_folds", 0))
-    n_seeds = int(getattr(config, "seeds", 1))
-    missing = [k for k in range(n_folds) if not all(saved_model_dir(paths, k, s, n_seeds).is_dir() for s in range(n_seeds))]
+    build(family.Config, record.get("config", {}), str(paths.run_yaml))  # the stored config is still valid here
+    n_folds = int(record.get("folds", {}).get("n_folds", 0))
+    missing = missing_saved_models(paths, record)
     if not n_folds or missing:
         shown = ", ".join(map(str, missing)) or "all"
         raise RunError(
@@ -77,27 +75,46 @@ def predict_run(
     negative = str(settings.classes[0]) if settings.task == "binary" else None
     task = TaskInfo(settings.task, classes, settings.metric, settings.min_labels, negative)
     P = np.zeros((len(texts), len(classes)))
-    from comp.seeds import mean_of, task_seed
-
     for k in range(n_folds):
-        seed_P = []
-        for s in range(n_seeds):
-            context = FoldContext(
-                fold=k,
-                seed=task_seed(int(folds.get("seed", 0)), k, s),
-                cache_dir=ws.cache_dir,
-                fold_dir=paths.task_dir(k, s, n_seeds),
-                log=log,
-                is_main_process=is_main_process(),
-            )
-            model = family.Model.load(saved_model_dir(paths, k, s, n_seeds), config, task, context)
-            seed_P.append(np.asarray(model.predict_proba(texts), dtype=np.float64))
-            if seed_P[-1].shape != P.shape:
-                raise RunError(f"fold {k} of run '{run_name}' returned shape {seed_P[-1].shape}, expected {P.shape}")
-            del model
-        fold_P = seed_P[0] if n_seeds == 1 else mean_of(seed_P)  # as comp train averages the seeds
-        P += fold_P / n_folds
+        P += fold_proba(ws, run_name, record, k, texts, task, log) / n_folds
         log(f"predict {run_name}: fold {k} done")
     frame = pd.DataFrame(P, columns=classes)
     frame.insert(0, settings.id_column, ids)
     return frame
+
+
+def missing_saved_models(paths, record: dict) -> list[int]:
+    """The folds of a run (from its run.yaml ``record``) that lack a saved model for some seed."""
+    n_folds = int(record.get("folds", {}).get("n_folds", 0))
+    n_seeds = int((record.get("config") or {}).get("seeds", 1) or 1)
+    return [k for k in range(n_folds) if not all(saved_model_dir(paths, k, s, n_seeds).is_dir() for s in range(n_seeds))]
+
+
+def fold_proba(ws: Workspace, run_name: str, record: dict, k: int, texts: list[str], task: TaskInfo,
+               log: Callable[[str], None] | None = None) -> np.ndarray:
+    """Probabilities (n_texts, n_outputs) of run ``run_name``'s saved fold-``k`` model (the mean of
+    its seeds' models, as `comp train` averages them), ``record`` being its run.yaml."""
+    from comp.runs import is_main_process
+    from comp.seeds import mean_of, task_seed
+
+    paths = ws.run(run_name)
+    family = get_family(record["model"], where=str(paths.run_yaml))
+    config = build(family.Config, record.get("config", {}), str(paths.run_yaml))
+    n_seeds = int(getattr(config, "seeds", 1))
+    seed_P = []
+    for s in range(n_seeds):
+        context = FoldContext(
+            fold=k,
+            seed=task_seed(int(record.get("folds", {}).get("seed", 0)), k, s),
+            cache_dir=ws.cache_dir,
+            fold_dir=paths.task_dir(k, s, n_seeds),
+            log=log or (lambda message: None),
+            is_main_process=is_main_process(),
+        )
+        model = family.Model.load(saved_model_dir(paths, k, s, n_seeds), config, task, context)
+        seed_P.append(np.asarray(model.predict_proba(texts), dtype=np.float64))
+        expected = (len(texts), task.n_outputs)
+        if seed_P[-1].shape != expected:
+            raise RunError(f"fold {k} of run '{run_name}' returned shape {seed_P[-1].shape}, expected {expected}")
+        del model
+    return seed_P[0] if n_seeds == 1 else mean_of(seed_P)

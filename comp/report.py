@@ -452,6 +452,10 @@ def write_run_report(ws: Workspace, name: str, out: str | Path | None = None) ->
             "the run has no tuned thresholds (no thresholds.json, or a probability metric): "
             "the tuned columns repeat the default decision"
         )
+    if run.record.get("cv_optimistic") or run.scores.get("cv_optimistic"):
+        why = run.record.get("cv_optimistic_reason") or run.scores.get("cv_optimistic_reason") or "marked cv_optimistic"
+        notes.append(f"cv optimistic: {why}; its CV (honest included) overstates what test will give, so do not "
+                     "rank it against other runs by CV")
     min_labels = settings.min_labels if min_labels is None else min_labels
     label_names = [str(c) for c in settings.classes] if task == "binary" else run.classes
     tables = run_tables(
@@ -628,6 +632,8 @@ def write_comparison(
     rows, notes = [], []
     for r in runs:
         entry = score_entry(r.scores, metric)
+        if r.record.get("cv_optimistic"):
+            notes.append(f"run '{r.name}' has an optimistic CV ({r.record.get('cv_optimistic_reason')})")
         if entry is None:
             notes.append(
                 f"run '{r.name}' has no {metric} score (it is scored with {r.scores.get('metric', 'nothing')}): "

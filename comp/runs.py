@@ -298,7 +298,7 @@ def list_runs(ws: Workspace, metric: str | None = None) -> list[RunSummary]:
     for name in ws.run_names():
         paths = ws.run(name)
         try:
-            out.append(_summary(paths, read_run_yaml(paths), current, metric))
+            out.append(_summary(paths, read_run_yaml(paths), current, metric, ws))
         except CompError as exc:
             out.append(RunSummary(name, "?", "?", None, None, None, None, f"damaged: {_damage(exc, paths)}"))
     return out
@@ -313,7 +313,7 @@ def _damage(exc: CompError, paths: RunPaths) -> str:
 
 
 def _summary(paths: RunPaths, record: dict[str, Any], current: dict[str, Any] | None,
-             metric: str | None = None) -> RunSummary:
+             metric: str | None = None, ws: Workspace | None = None) -> RunSummary:
     from comp.evaluation import greater_is_better, score_entry
 
     entry = score_entry(read_json_file(paths.scores, paths.name, record) or {}, metric) or {}
@@ -338,6 +338,14 @@ def _summary(paths: RunPaths, record: dict[str, Any], current: dict[str, Any] | 
             status = f"stale: {changes[0]} changed"
     elif current is not None:
         status = f"{status} (no data fingerprint)"
+    if record.get("second_stage") and not status.startswith("stale"):
+        from comp.second_stage import teacher_changes
+
+        changed = teacher_changes(ws, record) if ws is not None else []
+        if changed:
+            status = f"stale: teacher {', '.join(changed)} changed"
+    if record.get("cv_optimistic"):
+        status = f"{status}, cv optimistic"
     return RunSummary(paths.name, str(record.get("model", "?")), f"k{n_folds} s{folds.get('seed')}",
                       _number(cv.get("at_0.5")), _number(cv.get("tuned")), _number(cv.get("honest")),
                       _number(record.get("seconds")), status, scored_with,

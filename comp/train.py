@@ -60,6 +60,7 @@ class TrainResult:
     fold_seconds: dict[int, float]
     busy: dict[str, str] = field(default_factory=dict)  # tasks another process was training ("fold 2"): who
     notes: list[str] = field(default_factory=list)  # what this call decided on its own (a replaced run, ...)
+    optimistic: str | None = None  # why the run's CV is optimistic (a student distilled from OOF), or None
 
 
 def task_info(settings: CompSettings) -> TaskInfo:
@@ -81,15 +82,20 @@ def ensure_folds(ws: Workspace, comp: Competition, n_folds: int, seed: int, log:
     return path, load_folds(path, comp, n_folds)
 
 
-def run_digest(config: dict[str, Any], folds: dict[str, Any], data: dict[str, Any]) -> str:
-    """What identifies a run's folds as belonging together: config, fold file and data, hashed."""
+def run_digest(config: dict[str, Any], folds: dict[str, Any], data: dict[str, Any],
+               teachers: dict[str, Any] | None = None) -> str:
+    """What identifies a run's folds as belonging together: config, fold file and data (and the
+    teachers' identities for a student of comp.second_stage), hashed."""
     identity = {"config": config, "folds": folds,
                 "data": {"columns": data.get("columns"), **{f"{s}.{p}": (data.get(s) or {}).get(p) for s, p in PARTS}}}
+    if teachers:
+        identity["teachers"] = teachers
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _difference(paths: RunPaths, record: dict[str, Any], config: dict[str, Any], defaults: dict[str, Any],
-                fold_file: str, fold_hash: str, data: dict[str, Any]) -> RunError | None:
+                fold_file: str, fold_hash: str, data: dict[str, Any],
+                teachers: dict[str, Any] | None = None) -> RunError | None:
     """Why the run in run.yaml is not the one asked for now, or None when it is the same run."""
     # a key the family gained after the run started counts as unchanged while it keeps its default
     old_config = {**{k: v for k, v in defaults.items() if k not in record.get("config", {})}, **record.get("config", {})}
@@ -100,6 +106,11 @@ def _difference(paths: RunPaths, record: dict[str, Any], config: dict[str, Any],
             f"run '{paths.name}' already exists with a different config ({detail}); pass --force to retrain it "
             "or --name NEW to keep both"
         )
+    from comp.second_stage import describe_change
+
+    changed_teacher = describe_change(paths.name, record.get("second_stage"), teachers)
+    if changed_teacher is not None:
+        return changed_teacher
     old = record.get("folds", {})
     if old.get("file") != fold_file or old.get("hash") != fold_hash:
         return RunError(
@@ -141,7 +152,7 @@ def _prepare_run(paths: RunPaths, new_record: dict[str, Any], defaults: dict[str
     problem = None
     if existing is not None:
         problem = _difference(paths, existing, new_record["config"], defaults, new_record["folds"]["file"],
-                              new_record["folds"]["hash"], new_record["data"])
+                              new_record["folds"]["hash"], new_record["data"], new_record.get("second_stage"))
     if problem is not None:
         busy = busy_folds(paths.dir, every_fold)
         if busy:
@@ -244,6 +255,7 @@ class RunPlan:
     log: RunLog
     main: bool
     notes: list[str] = field(default_factory=list)
+    stage: Any = None  # comp.second_stage.SecondStage of a student (pseudo_labels / distill), else None
 
     @property
     def digest(self) -> str:
@@ -303,6 +315,17 @@ def prepare_run(ws: Workspace, config_path: Path, *, n_folds: int | None = None,
     log = RunLog(paths.log if main else None, echo if main else None)
 
     comp = load_competition(ws, settings)
+    stage = None
+    if config.pseudo_labels is not None or config.distill is not None:
+        from comp.second_stage import prepare as prepare_stage
+
+        # the teachers are checked against the fold file this run will use, before it is created
+        expected = ws.folds_csv(n_folds, seed, settings.group_column)
+        expected_record = {"file": ws.relative(expected), "hash": file_hash(expected) if expected.exists() else "none"}
+        try:
+            stage = prepare_stage(ws, config, task, expected_record, run_name, family, comp)
+        except ConfigError as exc:
+            raise ConfigError(f"{config_path}: {exc}") from None
     if main:
         fold_path, folds = ensure_folds(ws, comp, n_folds, seed, log)
     else:  # other ranks read the file rank 0 makes (rank 0 may still be writing it: wait up to 10 min)
@@ -325,7 +348,9 @@ def prepare_run(ws: Workspace, config_path: Path, *, n_folds: int | None = None,
         "competition": {"slug": settings.competition, "task": settings.task, "metric": settings.metric,
                         "classes": settings.output_names},
         "data": data,
-        "digest": run_digest(config_dict, fold_record, data),
+        **({"second_stage": stage.record} if stage is not None else {}),
+        **({"cv_optimistic": True, "cv_optimistic_reason": stage.optimistic} if stage and stage.optimistic else {}),
+        "digest": run_digest(config_dict, fold_record, data, stage.record if stage is not None else None),
         "versions": package_versions(),
         "git_commit": git_commit(ws.root),
         "created": now(),
@@ -340,7 +365,9 @@ def prepare_run(ws: Workspace, config_path: Path, *, n_folds: int | None = None,
         log(f"config: {config_dict}", echo=False)
     else:
         record = _wait_for_run_yaml(paths)
-    return RunPlan(ws, paths, config, family, task, comp, folds, n_folds, seed, record, log, main, notes)
+    if stage is not None and stage.optimistic:
+        log.warn(f"run {run_name}: its CV will be optimistic: {stage.optimistic}")
+    return RunPlan(ws, paths, config, family, task, comp, folds, n_folds, seed, record, log, main, notes, stage)
 
 
 def check_seeds(config) -> None:
@@ -373,7 +400,8 @@ def train(ws: Workspace, config_path: Path, *, n_folds: int | None = None, seed:
     trained, skipped, busy = train_units(plan, plan.units(selected, seed_index), wait, on_fold, on_epoch)
     pending, scores = finish_run(plan)
     fold_seconds = {k: float(s) for k, s in fold_facts(plan.paths, plan.n_folds, "seconds").items() if s is not None}
-    return TrainResult(plan.paths.name, trained, skipped, pending, scores, fold_seconds, busy, plan.notes)
+    return TrainResult(plan.paths.name, trained, skipped, pending, scores, fold_seconds, busy, plan.notes,
+                       plan.record.get("cv_optimistic_reason") if plan.record.get("cv_optimistic") else None)
 
 
 def train_units(plan: RunPlan, units: list[Unit], wait: bool = False,
@@ -502,11 +530,17 @@ def train_fold(plan: RunPlan, unit: Unit, on_epoch: Callable[[int, float, float]
                           log=log, warn=log.warn, is_main_process=plan.main, positions=(train_rows, valid_rows),
                           on_epoch=None if on_epoch is None else (lambda epoch, value: on_epoch(k, epoch, value)))
     model = plan.family.Model(config, task, context)
-    train_texts = [texts[i] for i in train_rows]
     valid_texts = [texts[i] for i in valid_rows]
+    if plan.stage is None:
+        fit_texts, fit_Y, extra_fit, stage_facts = [texts[i] for i in train_rows], comp.Y[train_rows], {}, {}
+    else:  # a student: soft targets and pseudo-labelled rows from its teachers' fold-k models
+        plan.stage.check_unchanged(plan.paths.name)
+        rows = plan.stage.fold_rows(k, train_rows, texts, comp.Y, log, log.warn)
+        fit_texts, fit_Y, stage_facts = rows.texts, rows.Y, rows.facts
+        extra_fit = {} if rows.sample_weight is None else {"sample_weight": rows.sample_weight}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model.fit(train_texts, comp.Y[train_rows], valid=(valid_texts, comp.Y[valid_rows]))
+        model.fit(fit_texts, fit_Y, valid=(valid_texts, comp.Y[valid_rows]), **extra_fit)
         predict_oof = getattr(model, "predict_oof", model.predict_proba)  # may leave rows unscored (NaN)
         oof = np.asarray(predict_oof(valid_texts), dtype=np.float64)
         test = np.asarray(model.predict_proba(comp.test_texts), dtype=np.float64)
@@ -537,7 +571,7 @@ def train_fold(plan: RunPlan, unit: Unit, on_epoch: Callable[[int, float, float]
         write_npy(out / "test.npy", test)
         facts = {"fold": k, **({"seed": unit.seed, "seed_value": context.seed} if unit.n_seeds > 1 else {}),
                  "seconds": round(seconds, 2), "train_rows": len(train_rows), "valid_rows": len(valid_rows),
-                 "finished": now(), "host": socket.gethostname(), "pid": os.getpid(), "digest": plan.digest,
+                 **stage_facts, "finished": now(), "host": socket.gethostname(), "pid": os.getpid(), "digest": plan.digest,
                  **({} if scored.all() else {"scored_rows": int(scored.sum())})}
         # the marker is written last: its presence means the task's arrays are complete
         write_json(out / "done.json", facts)
@@ -606,6 +640,9 @@ def assemble(ws: Workspace, paths: RunPaths, comp: Competition, folds: np.ndarra
         row["seconds"] = fold_seconds.get(row["fold"])
     total = round(sum(fold_seconds.values()), 2)
     extra = {"task": settings.task, "n_folds": n_folds, "seconds": total, **({"partial_oof": partial} if partial else {})}
+    record = read_run_yaml(paths)
+    if record.get("cv_optimistic"):  # a student distilled from OOF predictions (comp.second_stage)
+        extra.update({"cv_optimistic": True, "cv_optimistic_reason": record.get("cv_optimistic_reason")})
     if n_seeds > 1:
         from comp.seeds import seed_spread
 
@@ -619,14 +656,14 @@ def assemble(ws: Workspace, paths: RunPaths, comp: Competition, folds: np.ndarra
     write_run_outputs(paths, settings.id_column, settings.output_names, comp.train_ids, folds, oof, comp.test_ids, test,
                       scores.scores_json(extra),
                       scores.thresholds_json(settings.output_names, settings.task, settings.min_labels))
-    record = read_run_yaml(paths)
     record.update({"completed": now(), "seconds": total})
     record.pop("partial_oof", None)
     if partial:
         record["partial_oof"] = partial
     write_run_yaml(paths, record)
     on = f" on {partial['scored_rows']} of {partial['train_rows']} rows (partial OOF: not blendable)" if partial else ""
-    log(f"cv {settings.metric}{on}: at 0.5 {scores.at_05:.4f}, tuned {scores.tuned:.4f}, honest {scores.honest:.4f}")
+    log(f"cv {settings.metric}{on}: at 0.5 {scores.at_05:.4f}, tuned {scores.tuned:.4f}, honest {scores.honest:.4f}"
+        + (f" (optimistic: {record.get('cv_optimistic_reason')})" if record.get("cv_optimistic") else ""))
     if n_seeds > 1:
         from comp.seeds import describe_spread
 

@@ -319,3 +319,30 @@ def test_each_epoch_is_reported_to_a_tuner_which_can_stop_the_fold(bert_dir, tmp
     context.on_epoch = prune
     with pytest.raises(optuna.TrialPruned):
         T.Model(config, task, context).fit(texts[:40], Y[:40], valid=(texts[40:], Y[40:]))
+
+
+def test_the_transformer_family_trains_on_soft_targets_and_row_weights(bert_dir, tmp_path, monkeypatch):
+    """The seam comp.second_stage uses in the transformer family: soft targets and sample_weight
+    reach comp's loss, row for row (the fold loop's part is the same as the linear families')."""
+    seen = []
+    original = losses.Loss.__call__
+
+    def spy(self, logits, targets, sample_weight=None):
+        seen.append((targets.detach().numpy().copy(), None if sample_weight is None else sample_weight.numpy().copy()))
+        return original(self, logits, targets, sample_weight)
+
+    monkeypatch.setattr(losses.Loss, "__call__", spy)
+    texts, Y = synthetic(24, "multiclass", seed=2)
+    soft = 0.7 * Y + 0.3 * np.random.default_rng(0).dirichlet(np.ones(Y.shape[1]), len(Y))  # distinct rows
+    weight = np.where(np.arange(24) < 16, 1.0, 0.25)  # the last 8 play pseudo rows
+    config = _config(bert_dir, epochs=1, max_length=16)
+    T.Model(config, TaskInfo("multiclass", CLASSES), _context(tmp_path)).fit(texts, soft, sample_weight=weight)
+    targets = np.concatenate([t for t, _ in seen])
+    weights = np.concatenate([w for _, w in seen])
+    assert len(weights) == 24 and sorted(set(np.round(weights, 4))) == [0.25, 1.0]
+    # each row's target arrives with its own weight (the Trainer shuffles the rows)
+    rows = [int(np.abs(soft - t).sum(axis=1).argmin()) for t in targets]
+    assert sorted(rows) == list(range(24))
+    np.testing.assert_allclose(targets, soft[rows], atol=1e-6)  # float32 of the soft targets
+    np.testing.assert_array_equal(weights, weight[rows])
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-5)

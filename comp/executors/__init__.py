@@ -192,7 +192,8 @@ def fan_out_train(ws: Workspace, config_path: Path, options: LaunchOptions, *, n
     pending, scores = finish_run(plan)
     trained = sorted({int(t.key.split()[1]) for t in tasks if t.status == "done"})
     fold_seconds = {k: float(s) for k, s in fold_facts(paths, plan.n_folds, "seconds").items() if s is not None}
-    result = TrainResult(paths.name, trained, done_before, pending, scores, fold_seconds, {}, plan.notes)
+    result = TrainResult(paths.name, trained, done_before, pending, scores, fold_seconds, {}, plan.notes,
+                         plan.record.get("cv_optimistic_reason") if plan.record.get("cv_optimistic") else None)
     return FanOut(tasks, result)
 
 

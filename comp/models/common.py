@@ -57,14 +57,47 @@ def check_estimator(estimator, keys: dict[str, str] | None = None) -> None:
         raise ConfigError(f"{key}: {value!r} is rejected by scikit-learn ({exc}); fix {key}") from None
 
 
-def _fit_logistic(X, y: np.ndarray, params: dict) -> tuple[object, list[tuple[type, str]]]:
+def _fit_logistic(X, y: np.ndarray, params: dict, sample_weight: np.ndarray | None = None
+                  ) -> tuple[object, list[tuple[type, str]]]:
     """One logistic regression, and the warnings it raised (a worker process cannot log them)."""
     from sklearn.linear_model import LogisticRegression
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model = LogisticRegression(**params).fit(X, y)
+        model = LogisticRegression(**params).fit(X, y, sample_weight=sample_weight)
     return model, [(w.category, str(w.message)) for w in caught]
+
+
+def is_hard(Y: np.ndarray) -> bool:
+    """Whether ``Y`` holds only 0/1 indicators (not soft targets)."""
+    Y = np.asarray(Y)
+    return bool(np.isin(Y, (0, 1)).all())
+
+
+def balanced_weights(y: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Row weights times class_weight='balanced' computed from weighted counts: total / (n_classes *
+    class total), sklearn's formula with sample weights (sklearn before 1.6 counts rows instead)."""
+    classes, index = np.unique(y, return_inverse=True)
+    totals = np.bincount(index, weights=weight)
+    return weight * (weight.sum() / (len(classes) * totals))[index]
+
+
+def weighted_binary(t: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One class's soft targets ``t`` (n,) in [0, 1] with row weights ``w`` (n,) as weighted 0/1 rows:
+    a row is a positive of weight w*t and a negative of weight w*(1-t) (one copy when t is 0 or 1).
+    Logistic loss is linear in its target, so this is the soft-target cross-entropy exactly.
+    Returns (row index, label, weight), positives first."""
+    pos, neg = np.flatnonzero(t > 0), np.flatnonzero(t < 1)
+    idx = np.concatenate([pos, neg])
+    y = np.concatenate([np.ones(len(pos), np.int64), np.zeros(len(neg), np.int64)])
+    return idx, y, np.concatenate([w[pos] * t[pos], w[neg] * (1 - t[neg])])
+
+
+def weighted_classes(T: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Multiclass soft targets ``T`` (n, k) with row weights ``w`` (n,): one copy of a row per class it
+    gives probability, weighted w*T[i, c]. Returns (row index, class, weight), in row order."""
+    rows, classes = np.nonzero(T > 0)
+    return rows, classes.astype(np.int64), w[rows] * T[rows, classes]
 
 
 class LinearHead:
@@ -113,13 +146,19 @@ class LinearHead:
         return {"C": self.C, "class_weight": self.class_weight, "max_iter": self.max_iter, "solver": "liblinear",
                 "dual": dual, "random_state": self.random_state}
 
-    def fit(self, X, Y: np.ndarray) -> LinearHead:
+    def fit(self, X, Y: np.ndarray, sample_weight: np.ndarray | None = None) -> LinearHead:
+        """``Y`` (n_samples, n_outputs): indicators, or soft targets in [0, 1] (multiclass rows summing
+        to one); ``sample_weight`` (n_samples,) weighs rows. Either one fits weighted copies of the
+        rows (see :func:`weighted_binary` and :func:`weighted_classes`)."""
         Y = np.asarray(Y)
         self.n_outputs_ = Y.shape[1]
         if hasattr(X, "tocsr"):
             # canonical once, here: sklearn would otherwise sum duplicates in place in each fit
             X = X.tocsr()
             X.sum_duplicates()
+        if sample_weight is not None or not is_hard(Y):
+            weights = np.ones(len(Y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+            return self._fit_weighted(X, Y.astype(np.float64), weights)
         if self.task == "multiclass":
             y = Y.argmax(axis=1)
             present = np.unique(y)
@@ -164,6 +203,41 @@ class LinearHead:
             _reemit(caught)
         self.models_ = models
         return self
+
+    def _fit_weighted(self, X, T: np.ndarray, w: np.ndarray) -> LinearHead:
+        """Soft targets ``T`` and row weights ``w``: each row enters as one weighted copy per label it
+        carries probability for. class_weight 'balanced' is computed here from the weighted counts
+        (sklearn before 1.6 counts rows, which would count a soft row for both labels)."""
+        if self.task == "multiclass":
+            idx, y, weight = weighted_classes(T, w)
+            present = np.unique(y)
+            self.present_ = present
+            if len(present) < 2:
+                self.warn(f"only class '{self._name(int(present[0]))}' carries weight in the training rows; predicting it")
+                self.models_ = None
+                return self
+            params = {**self._multinomial_params(), "class_weight": None}
+            self.models_, caught = _fit_logistic(X[idx], y, params, self._balanced(y, weight))
+            _reemit(caught)
+            return self
+        params = {**self._binary_params(X.shape[1] > X.shape[0]), "class_weight": None}
+        models: list = []
+        for j in range(self.n_outputs_):
+            idx, y, weight = weighted_binary(T[:, j], w)
+            if y.min() == y.max():
+                prevalence = float(np.average(T[:, j], weights=w))
+                self.warn(f"class '{self._name(j)}' carries weight on one side only in the training rows; predicting "
+                          f"its constant prevalence {prevalence:.3f}")
+                models.append(prevalence)
+                continue
+            model, caught = _fit_logistic(X[idx], y, params, self._balanced(y, weight))
+            _reemit(caught)
+            models.append(model)
+        self.models_ = models
+        return self
+
+    def _balanced(self, y: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        return balanced_weights(y, weight) if self.class_weight == "balanced" else weight
 
     def predict_proba(self, X) -> np.ndarray:
         n = X.shape[0]

@@ -190,8 +190,9 @@ class Model:
     def _vectors(self, texts: Sequence[str]) -> np.ndarray:
         return get_encoder(self.config, self.context).encode(texts)
 
-    def fit(self, texts: Sequence[str], Y: np.ndarray, valid=None) -> Model:
-        """texts: n_samples strings; Y: (n_samples, n_outputs) indicators. ``valid`` is not needed."""
+    def fit(self, texts: Sequence[str], Y: np.ndarray, valid=None, sample_weight: np.ndarray | None = None) -> Model:
+        """texts: n_samples strings; Y: (n_samples, n_outputs) indicators or soft targets in [0, 1];
+        sample_weight: (n_samples,) row weights or None. ``valid`` is not needed."""
         from sklearn.preprocessing import StandardScaler
 
         c = self.config
@@ -205,7 +206,7 @@ class Model:
             warn=self.context.warn,
             class_names=self.task.classes,
         )
-        self.head_.fit(self._scaled(X), np.asarray(Y))
+        self.head_.fit(self._scaled(X), np.asarray(Y), sample_weight)
         return self
 
     def _scaled(self, X: np.ndarray) -> np.ndarray:

@@ -74,13 +74,14 @@ class Model:
                               max_features=c.max_features, sublinear_tf=c.sublinear_tf, lowercase=c.lowercase,
                               strip_accents=c.strip_accents, dtype=np.float32)
 
-    def fit(self, texts: Sequence[str], Y: np.ndarray, valid=None) -> Model:
+    def fit(self, texts: Sequence[str], Y: np.ndarray, valid=None, sample_weight: np.ndarray | None = None) -> Model:
+        """Y: (n_samples, n_outputs) indicators or soft targets; sample_weight: (n_samples,) or None."""
         self.vectorizer_ = self._vectorizer()
         try:
             X = self.vectorizer_.fit_transform(list(texts))
         except ValueError as exc:  # e.g. min_df too high for a tiny fold
             raise ConfigError(f"tfidf: cannot build features ({exc}); lower min_df or widen the n-gram ranges") from None
-        self.head_ = self._head(self.context).fit(X, Y)
+        self.head_ = self._head(self.context).fit(X, Y, sample_weight)
         return self
 
     def _head(self, context: FoldContext | None) -> LinearHead:

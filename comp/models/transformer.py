@@ -195,9 +195,11 @@ class Model:
         return self
 
     # -- training
-    def fit(self, texts: Sequence[str], Y: np.ndarray, valid=None) -> Model:
-        """texts: n_samples strings; Y: (n_samples, n_outputs) indicators; valid: (texts, Y) of the
-        fold's validation rows, used for model selection and early stopping."""
+    def fit(self, texts: Sequence[str], Y: np.ndarray, valid=None, sample_weight: np.ndarray | None = None) -> Model:
+        """texts: n_samples strings; Y: (n_samples, n_outputs) indicators or soft targets in [0, 1]
+        (multiclass rows summing to one: pseudo-labels, distillation); sample_weight: (n_samples,)
+        row weights of the loss, or None; valid: (texts, Y) of the fold's validation rows, used for
+        model selection and early stopping."""
         import torch
         from transformers.trainer_utils import get_last_checkpoint
 
@@ -210,7 +212,7 @@ class Model:
         self._setup()
         Y = np.asarray(Y, dtype=np.float32)
         self._set_max_length(self.tokens_.encode(texts)[1])
-        train_rows = rows(self._ids(texts, "train"), Y)
+        train_rows = rows(self._ids(texts, "train"), Y, sample_weight)
         valid_rows = rows(self._ids(valid[0], "valid"), valid[1]) if valid is not None and len(valid[0]) else None
 
         steps = int(np.ceil(len(train_rows) / (c.batch_size * c.grad_accumulation)) * np.ceil(c.epochs))

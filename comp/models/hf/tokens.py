@@ -122,12 +122,18 @@ def sorted_order(lengths: Sequence[int]) -> np.ndarray:
     return np.argsort(-np.asarray(lengths), kind="stable")
 
 
-def rows(ids: Sequence[np.ndarray], labels: np.ndarray | None = None) -> list[dict]:
-    """Dataset rows for the Trainer's collator: ``{"input_ids", "labels"}``."""
+def rows(ids: Sequence[np.ndarray], labels: np.ndarray | None = None,
+         sample_weight: np.ndarray | None = None) -> list[dict]:
+    """Dataset rows for the Trainer's collator: ``{"input_ids", "labels"}``, plus ``"sample_weight"``
+    (the loss's row weight) when given."""
     if labels is None:
         return [{"input_ids": r} for r in ids]
     labels = np.asarray(labels, dtype=np.float32)
-    return [{"input_ids": r, "labels": y} for r, y in zip(ids, labels, strict=True)]
+    out = [{"input_ids": r, "labels": y} for r, y in zip(ids, labels, strict=True)]
+    if sample_weight is not None:
+        for row, w in zip(out, np.asarray(sample_weight, dtype=np.float32), strict=True):
+            row["sample_weight"] = w
+    return out
 
 
 def pad_batch(rows: Sequence[np.ndarray], pad_id: int, multiple_of: int = 1):
