@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 
 from bench_quality import answer_matrix, test_scores, workspace
-from common import ROOT, dataset, machine, write_section
+from common import DOC, ROOT, dataset, machine, write_section
 
 WORD_TFIDF = "model: tfidf\nchar_ngrams: null\nword_ngrams: [1, 2]\nmin_df: 2\nC: 4.0\n"
 SPACE = """C: {log_uniform: [0.3, 30]}
@@ -85,6 +86,24 @@ def cv_and_test(ws, name: str, run: str, Y_test) -> dict:
     return {**scores["cv"], "test_0.5": at_05, "test_tuned": tuned, "seconds": scores.get("seconds")}
 
 
+def previous_subsection(title: str) -> list[str]:
+    """The lines of the tune section's subsection starting with ``title``, as docs/benchmarks.md has it."""
+    doc = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
+    section = re.search(r"<!-- bench:tune -->(.*?)<!-- /bench:tune -->", doc, re.S)
+    if not section:
+        return []
+    out = []
+    for line in section.group(1).splitlines():
+        if line.startswith("### "):
+            if out:
+                break
+            if not line.startswith(title):
+                continue
+        if out or line.startswith(title):
+            out.append(line)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=20)
@@ -109,7 +128,9 @@ def main() -> None:
             f"times are upper bounds and their ratio is noisy. Command: `{command}`.", "",
             *lines["executor"], "", *lines["tune"]]))
 
-    if not args.skip_executor:
+    if args.skip_executor:  # keep the executor figures already in docs/benchmarks.md
+        lines["executor"] = previous_subsection("### Local executor")
+    else:
         rows, hashes = [], {}
         for workers in (1, 2):
             run = f"exec-w{workers}"

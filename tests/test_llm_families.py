@@ -21,8 +21,9 @@ from comp.models.base import TaskInfo
 from comp.runs import load_run
 from comp.train import train
 from tests.tiny_llms import save_llm
-from tests.tiny_models import CLASSES, crash_at_training_step, fold_context, synthetic
+from tests.tiny_models import CLASSES, fold_context, synthetic
 
+REPO = Path(__file__).resolve().parents[1]
 MULTICLASS = TaskInfo("multiclass", CLASSES)
 MULTILABEL = TaskInfo("multilabel", CLASSES)
 USER = "Emotion of: {text}"
@@ -213,28 +214,40 @@ def test_a_partial_oof_is_scored_on_its_rows_and_refused_for_blending(instructed
     assert done.value.code == 1 and len(err) == 1 and "run 'quick' scored only 12 of 48" in err[0]
 
 
-def test_a_prompt_fold_killed_mid_scoring_resumes_at_its_first_unscored_chunk(instructed_dir, tmp_path, monkeypatch):
-    from comp.llm.scorer import CausalLMScorer
+def _kill_9_at(ws, config: Path, kill_at: str, tmp_path: Path, chunk_rows: int | None = None) -> None:
+    """Start `comp train CONFIG --folds 2` in a process of its own, hold it at ``kill_at``
+    (tests/kill_point.py) and kill -9 it there."""
+    import os
+    import signal
+    import subprocess
+    import time
 
+    mark = tmp_path / "at-kill-point"
+    env = {**os.environ, "COMP_KILL_AT": kill_at, "COMP_KILL_MARK": str(mark), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           **({"COMP_CHUNK_ROWS": str(chunk_rows)} if chunk_rows else {})}
+    victim = subprocess.Popen([sys.executable, str(REPO / "tests" / "kill_point.py"), "--workspace", str(ws.root),
+                               "train", str(config), "--folds", "2"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while not mark.exists():
+        assert victim.poll() is None, victim.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, "the run never reached the kill point"
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait(timeout=60) == -signal.SIGKILL
+
+
+def test_a_prompt_fold_killed_9_mid_scoring_resumes_at_its_first_unscored_chunk(instructed_dir, tmp_path,
+                                                                                 monkeypatch):
     monkeypatch.setattr(labelling, "CHUNK_ROWS", 5)
     reference_ws = _workspace(tmp_path / "reference")
     text = f"model: prompt\nbackbone: {instructed_dir}\nprompt: '{USER}'\nfew_shot: 2\n"
     train(reference_ws, _config_file(reference_ws, "p", text), n_folds=2)
 
-    ws = _workspace(tmp_path / "crashed")
+    ws = _workspace(tmp_path / "killed")
     config = _config_file(ws, "p", text)
-    original, calls = CausalLMScorer.score_ids, [0]
-
-    def crash_on_the_third_chunk(self, *args, **kwargs):
-        calls[0] += 1
-        if calls[0] == 3:
-            raise KeyboardInterrupt("simulated kill")
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(CausalLMScorer, "score_ids", crash_on_the_third_chunk)
-    with pytest.raises(KeyboardInterrupt):
-        train(ws, config, n_folds=2)
-    monkeypatch.setattr(CausalLMScorer, "score_ids", original)
+    _kill_9_at(ws, config, "comp.llm.scorer:CausalLMScorer.score_ids:3", tmp_path, chunk_rows=5)
     assert not ws.run("p").fold_done(0).exists()
     train(ws, config, n_folds=2)
     log = ws.run("p").log.read_text()
@@ -289,7 +302,7 @@ def test_the_trimmed_logits_give_the_full_loss(llama_dir):
     assert float(got) == pytest.approx(float(want), rel=1e-5)
 
 
-def test_a_generative_run_killed_mid_fold_resumes_to_the_same_oof_and_predicts(llama_dir, tmp_path):
+def test_a_generative_run_killed_9_mid_fold_resumes_to_the_same_oof_and_predicts(llama_dir, tmp_path):
     from comp.predict import predict_run
 
     text = (f"model: generative\nbackbone: {llama_dir}\nprompt: '{USER}'\nepochs: 2\nbatch_size: 8\n"
@@ -298,10 +311,10 @@ def test_a_generative_run_killed_mid_fold_resumes_to_the_same_oof_and_predicts(l
     reference_ws = _workspace(tmp_path / "reference", train_rows=24, test_rows=8, task="multilabel")
     train(reference_ws, _config_file(reference_ws, "g", text), n_folds=2)
 
-    ws = _workspace(tmp_path / "crashed", train_rows=24, test_rows=8, task="multilabel")
+    ws = _workspace(tmp_path / "killed", train_rows=24, test_rows=8, task="multilabel")
     config = _config_file(ws, "g", text)
-    with crash_at_training_step(4), pytest.raises(KeyboardInterrupt):  # fold 0 has 2 steps per epoch
-        train(ws, config, n_folds=2)
+    # fold 0 has 2 steps per epoch: held at step 4, after checkpoint-2 was written
+    _kill_9_at(ws, config, "comp.models.hf.trainer:CompTrainer.training_step:4", tmp_path)
     assert (ws.run("g").fold_dir(0) / "checkpoint" / "checkpoint-2").is_dir()
     train(ws, config, n_folds=2)
     assert "fold 0: resuming from checkpoint-2 (step 2)" in ws.run("g").log.read_text()
