@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -108,7 +109,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--skip-default", action="store_true", help="leave out the shipped default config")
-    parser.add_argument("--skip-executor", action="store_true")
+    parser.add_argument("--skip-executor", action="store_true", help="keep the executor figures in docs/benchmarks.md")
+    parser.add_argument("--skip-tune", action="store_true", help="keep the study's figures in docs/benchmarks.md")
     args = parser.parse_args()
     name = "goemotions"
     if dataset(name) is None:
@@ -132,6 +134,7 @@ def main() -> None:
         lines["executor"] = previous_subsection("### Local executor")
     else:
         rows, hashes = [], {}
+        load_start = os.getloadavg()[0]
         for workers in (1, 2):
             run = f"exec-w{workers}"
             seconds, mib, _ = timed(["train", "configs/word.yaml", "--folds", "5", "--name", run, "--force",
@@ -152,10 +155,13 @@ def main() -> None:
             "|---|---|---|---|---|",
             *rows,
             "",
-            f"Speed-up {float(rows[0].split('|')[2]) / float(rows[1].split('|')[2]):.2f}x; the two OOF files are {same}.",
+            f"Speed-up {float(rows[0].split('|')[2]) / float(rows[1].split('|')[2]):.2f}x; the two OOF files are {same}. "
+            f"1-minute load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end.",
         ]
+    if args.skip_tune:
+        lines["tune"] = previous_subsection("### comp tune")
         publish()
-
+        return
     # the study
     seconds, mib, _ = timed(["tune", "configs/word.yaml", "--space", "configs/word-space.yaml", "--trials",
                              str(args.trials), "--folds", "5", "--folds-subset", "0,1", "--study", "word-tune"], ws.root)
