@@ -3,7 +3,6 @@
 import sqlite3
 
 import pytest
-from scipy import stats
 
 from comp.errors import CompError
 from comp.kaggle_client import KaggleSubmission
@@ -132,9 +131,12 @@ def test_correlation():
     entries = [_entry(tuned=t, honest=h, public=p) for t, h, p in zip(tuned, honest, public, strict=True)]
     c = correlation(entries + [_entry(public=None)])
     assert c.n == 5
-    assert c.pearson_honest == pytest.approx(stats.pearsonr(honest, public)[0])
-    assert c.pearson_tuned == pytest.approx(stats.pearsonr(tuned, public)[0])
-    assert c.spearman_honest == pytest.approx(stats.spearmanr(honest, public)[0])  # a tie in public
+    assert c.pearson_honest == pytest.approx(0.968899556376327, abs=1e-12)
+    assert c.pearson_tuned == pytest.approx(0.975612477014189, abs=1e-12)
+    # Spearman: the Pearson correlation of the ranks [1, 2, 4, 3, 5] and [1, 2, 3.5, 3.5, 5] (a tie in public)
+    assert c.spearman_honest == pytest.approx(0.974679434480896, abs=1e-12)
+    reversed_lb = correlation([_entry(tuned=h, honest=h, public=-p) for h, p in zip(honest, public, strict=True)])
+    assert reversed_lb.pearson_honest == pytest.approx(-0.968899556376327, abs=1e-12)  # the sign is kept
     assert correlation(entries[:2]) is None
     flat = correlation([_entry(honest=0.5, public=p) for p in (0.4, 0.5, 0.6)])
     assert flat.pearson_honest is None and flat.spearman_honest is None

@@ -103,38 +103,37 @@ def test_jaccard_samples_counts_empty_against_empty_as_one():
     assert score("f1_samples", Y, L, "multilabel") == pytest.approx((1 + 0.5 + 0) / 3)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_roc_auc_macro_matches_sklearn_and_skips_single_valued_classes(seed):
-    Y, _, P = _multilabel(seed)
-    P = np.round(P, 2)  # ties get average ranks
-    keep = [c for c in range(Y.shape[1]) if 0 < Y[:, c].sum() < len(Y)]
-    assert len(keep) < Y.shape[1]  # class 0 has no positives and is skipped
-    expected = skm.roc_auc_score(Y[:, keep], P[:, keep], average="macro")
-    assert score("roc_auc_macro", Y, P, "multilabel") == pytest.approx(expected, abs=1e-12)
-
-    y, _, Pm, Ym, _ = _multiclass(seed)
-    expected = skm.roc_auc_score(y, Pm, multi_class="ovr", average="macro")
-    assert score("roc_auc_macro", Ym, Pm, "multiclass") == pytest.approx(expected, abs=1e-12)
-
-    yb, _, pb = _binary(seed)
-    assert score("roc_auc_macro", yb, pb, "binary") == pytest.approx(skm.roc_auc_score(yb, pb), abs=1e-12)
+def test_roc_auc_macro_averages_classes_with_both_labels():
+    Y = np.array([[1, 0, 0], [0, 0, 1], [1, 0, 1], [0, 0, 0]])
+    P = np.array([[0.9, 0.5, 0.2], [0.4, 0.5, 0.3], [0.4, 0.5, 0.1], [0.1, 0.5, 0.5]])
+    # class 0: 3 of 4 (positive, negative) pairs ordered right and one tie (counts 1/2) -> 0.875;
+    # class 1 has no positive and is skipped; class 2: 1 of 4 pairs ordered right -> 0.25
+    assert score("roc_auc_macro", Y, P, "multilabel") == pytest.approx((0.875 + 0.25) / 2, abs=1e-12)
+    assert score("roc_auc_macro", Y[:, :1], P[:, :1], "binary") == pytest.approx(0.875, abs=1e-12)
+    # a model that ranks every positive above every negative scores 1, the reversed one 0
+    assert score("roc_auc_macro", Y[:, :1], Y[:, :1] * 0.8 + 0.1, "binary") == 1.0
+    assert score("roc_auc_macro", Y[:, :1], 0.9 - Y[:, :1] * 0.8, "binary") == 0.0
+    assert METRICS["roc_auc_macro"].greater_is_better and METRICS["roc_auc_macro"].needs_proba
 
 
 def test_roc_auc_macro_is_nan_when_no_class_has_both_labels():
     assert np.isnan(score("roc_auc_macro", np.zeros((4, 2)), np.full((4, 2), 0.3), "multilabel"))
 
 
-def test_log_loss_matches_sklearn():
-    Y, _, P = _multilabel(0)
-    P[0, 0], P[1, 1] = 0.0, 1.0  # clipped, not infinite
-    expected = np.mean([skm.log_loss(Y[:, c], P[:, c], labels=[0, 1]) for c in range(Y.shape[1])])
+def test_log_loss_is_the_mean_cross_entropy_and_lower_is_better():
+    Y = np.array([[1, 0], [0, 1]])
+    P = np.array([[0.8, 0.4], [0.3, 0.9]])
+    expected = -(np.log(0.8) + np.log(0.6) + np.log(0.7) + np.log(0.9)) / 4  # every (row, class) pair
     assert score("log_loss", Y, P, "multilabel") == pytest.approx(expected, rel=1e-12)
-
-    y, _, Pm, Ym, _ = _multiclass(1)
-    assert score("log_loss", Ym, Pm, "multiclass") == pytest.approx(skm.log_loss(y, Pm), rel=1e-12)
-
-    yb, _, pb = _binary(2)
-    assert score("log_loss", yb, pb, "binary") == pytest.approx(skm.log_loss(yb, pb), rel=1e-12)
+    Ym = np.array([[0, 1, 0], [1, 0, 0]])
+    Pm = np.array([[0.2, 0.7, 0.1], [0.5, 0.25, 0.25]])
+    assert score("log_loss", Ym, Pm, "multiclass") == pytest.approx(-(np.log(0.7) + np.log(0.5)) / 2, rel=1e-12)
+    # a class never seen in the true labels still counts as a column of the probabilities
+    assert score("log_loss", Ym[:, [1, 0, 2]][:1], Pm[:1], "multiclass") == pytest.approx(-np.log(0.2), rel=1e-12)
+    assert score("log_loss", [1, 0], [0.9, 0.2], "binary") == pytest.approx(-(np.log(0.9) + np.log(0.8)) / 2, rel=1e-12)
+    # a certain, wrong probability is clipped to float64 eps: large but finite
+    eps = np.finfo(np.float64).eps
+    assert score("log_loss", [1], [0.0], "binary") == pytest.approx(-np.log(eps), rel=1e-12)
     assert not METRICS["log_loss"].greater_is_better and METRICS["log_loss"].needs_proba
 
 

@@ -146,19 +146,14 @@ def test_confusion_table():
         confusion_table(Y, pred, ["a", "b", "c"], "multilabel")
 
 
-def test_pr_curve_matches_sklearn():
-    from sklearn.metrics import average_precision_score, precision_recall_curve
-
-    rng = np.random.default_rng(3)
-    y = rng.random(300) < 0.2
-    p = np.round(np.clip(y * 0.3 + rng.random(300) * 0.7, 0, 1), 2)  # rounded: ties must be grouped
-    curve = pr_curve(y, p)
-    precision, recall, thresholds = precision_recall_curve(y, p)
-    assert curve["ap"] == pytest.approx(average_precision_score(y, p))
-    # sklearn runs low to high threshold and appends (recall 0, precision 1)
-    np.testing.assert_allclose(curve["precision"], precision[:-1][::-1])
-    np.testing.assert_allclose(curve["recall"], recall[:-1][::-1])
-    np.testing.assert_allclose(curve["thresholds"], thresholds[::-1])
+def test_pr_curve_runs_from_the_highest_threshold_down():
+    curve = pr_curve([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1])
+    np.testing.assert_allclose(curve["thresholds"], [0.9, 0.8, 0.7, 0.1])
+    np.testing.assert_allclose(curve["precision"], [1, 1 / 2, 2 / 3, 1 / 2])
+    np.testing.assert_allclose(curve["recall"], [1 / 2, 1 / 2, 1, 1])
+    assert curve["ap"] == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)  # sum of (R_k - R_k-1) * P_k
+    tied = pr_curve([1, 0, 1], [0.5, 0.5, 0.2])  # equal scores are one point
+    np.testing.assert_allclose(tied["precision"], [1 / 2, 2 / 3])
     with pytest.raises(DataError, match="needs at least one positive row"):
         pr_curve(np.zeros(5), np.ones(5))
 

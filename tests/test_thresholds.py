@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from comp import thresholds as T
+from comp import decision, threshold_search
 from comp.blend import MeanBlender
 from comp.chain import Chain, cross_fit
 from comp.errors import ConfigError, DataError
@@ -130,13 +130,13 @@ def test_all_zero_and_all_one_classes_predict_none_and_all():
 def _with_threshold(metric, Y, P, t, c, value, k):
     t = t.copy()
     t[c] = value
-    return stats_score(metric, Y, T._apply(P, t, "multilabel", k), "multilabel")
+    return stats_score(metric, Y, decision.decide(P, t, "multilabel", k), "multilabel")
 
 
 def _with_offset(metric, Y, P, o, c, value):
     o = o.copy()
     o[c] = value
-    return stats_score(metric, Y, T._apply(P, o, "multiclass", 0), "multiclass")
+    return stats_score(metric, Y, decision.decide(P, o, "multiclass", 0), "multiclass")
 
 
 def test_coordinate_step_is_exact_for_every_label_metric_and_min_labels():
@@ -147,11 +147,11 @@ def test_coordinate_step_is_exact_for_every_label_metric_and_min_labels():
         P = np.round(rng.random((n, C)), 1)
         t = np.round(rng.random(C), 2)
         c = int(rng.integers(0, C))
-        top = T._row_argmax(P)[0]
+        top = decision.row_argmax(P)[0]
         for name in LABEL_METRICS:
             m = METRICS[name]
-            base, movable, b = T._multilabel_state(P, P >= t, c, min(k, C), top)
-            s, tau = T._best_cut(m, "multilabel", Y, base, c, P[:, c], movable, b, "threshold")
+            base, movable, b = threshold_search.multilabel_state(P, P >= t, c, min(k, C), top)
+            s, tau = threshold_search.best_cut(m, "multilabel", Y, base, c, P[:, c], movable, b, "threshold")
             if not movable.any():
                 continue
             brute = max(_with_threshold(m, Y, P, t, c, v, min(k, C)) for v in [*np.unique(P[:, c]), 2.0])
@@ -169,12 +169,12 @@ def test_offset_step_is_exact_for_multiclass_metrics():
         c = int(rng.integers(0, C))
         scores = P + o
         scores[:, c] = -np.inf
-        b, other = T._row_argmax(scores)
+        b, other = decision.row_argmax(scores)
         base = np.zeros_like(Y)
         base[np.arange(n), b] = True
         for name in LABEL_METRICS:
             m = METRICS[name]
-            s, tau = T._best_cut(m, "multiclass", Y, base, c, P[:, c] - other, np.ones(n, bool), b, "offset")
+            s, tau = threshold_search.best_cut(m, "multiclass", Y, base, c, P[:, c] - other, np.ones(n, bool), b, "offset")
             # every distinct margin, just inside, and no row at all
             cuts = [*(np.unique(P[:, c] - other) - 1e-9), np.inf]
             brute = max(_with_offset(m, Y, P, o, c, -v) for v in cuts)

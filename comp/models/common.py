@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -100,6 +101,65 @@ def weighted_classes(T: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return rows, classes.astype(np.int64), w[rows] * T[rows, classes]
 
 
+@dataclass
+class BinaryProblem:
+    """One class's binary problem in one-vs-rest: rows ``rows`` of the feature matrix (None: every
+    row, in order), their 0/1 labels ``y`` and row weights ``weight`` (None: unweighted)."""
+
+    column: int
+    rows: np.ndarray | None
+    y: np.ndarray
+    weight: np.ndarray | None
+
+
+def one_vs_rest(
+    Y: np.ndarray,
+    sample_weight: np.ndarray | None = None,
+    warn: Callable[[str], None] | None = None,
+    name: Callable[[int], str] = str,
+) -> tuple[list, list[BinaryProblem]]:
+    """Split targets ``Y`` (n_samples, n_outputs) into one binary problem per column: the one-vs-rest
+    loop and constant-class handling of every per-class family (tfidf's and embeddings' linear
+    head, nbsvm).
+
+    Hard 0/1 ``Y`` without ``sample_weight``: every row with the column as label. Soft targets in
+    [0, 1] or row weights: the weighted copies of :func:`weighted_binary`. Returns ``(models,
+    problems)``: ``models`` has one entry per column, the constant prevalence (a float) of a column
+    that is constant in the training rows (all 0 or all 1; soft: weight on one side only), announced
+    through ``warn``, and None for the columns in ``problems``, which the caller fits.
+    """
+    Y = np.asarray(Y)
+    warn = warn or (lambda message: None)
+    weighted = sample_weight is not None or not is_hard(Y)
+    if weighted:
+        T = Y.astype(np.float64)
+        w = np.ones(len(Y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    models: list = [None] * Y.shape[1]
+    problems = []
+    for j in range(Y.shape[1]):
+        if weighted:
+            rows, y, weight = weighted_binary(T[:, j], w)
+        else:
+            rows, y, weight = None, Y[:, j], None
+        if y.min() < y.max():
+            problems.append(BinaryProblem(j, rows, y, weight))
+        elif weighted:
+            models[j] = float(np.average(T[:, j], weights=w))
+            warn(f"class '{name(j)}' carries weight on one side only in the training rows; predicting its "
+                 f"constant prevalence {models[j]:.3f}")
+        else:
+            models[j] = float(y.mean())
+            warn(f"class '{name(j)}' is all {int(y[0])} in the training rows; predicting its constant "
+                 f"prevalence {models[j]:.0f}")
+    return models, problems
+
+
+def constant_or_proba(model, X) -> np.ndarray:
+    """A one-vs-rest entry's positive-class probabilities (n_samples,): a float is a constant class's
+    prevalence, anything else a fitted classifier."""
+    return np.full(X.shape[0], model) if isinstance(model, float) else model.predict_proba(X)[:, 1]
+
+
 class LinearHead:
     """Logistic-regression head on a feature matrix X of shape (n_samples, n_features).
 
@@ -175,39 +235,39 @@ class LinearHead:
             _reemit(caught)
             return self
 
+        return self._fit_one_vs_rest(X, Y, None)
+
+    def _fit_one_vs_rest(self, X, Y: np.ndarray, sample_weight: np.ndarray | None) -> LinearHead:
+        """Multilabel and binary: one logistic regression per class (:func:`one_vs_rest`); with row
+        weights or soft targets, class_weight 'balanced' is computed here from the weighted counts
+        (sklearn before 1.6 counts rows, which would count a soft row for both labels)."""
+        self.models_, problems = one_vs_rest(Y, sample_weight, self.warn, self._name)
         # the dual problem is the faster one when features outnumber rows (sparse n-grams)
         params = self._binary_params(X.shape[1] > X.shape[0])
-        models: list = [None] * self.n_outputs_
-        to_fit = []
-        for j in range(self.n_outputs_):
-            y = Y[:, j]
-            if y.min() == y.max():
-                self.warn(
-                    f"class '{self._name(j)}' is all {int(y[0])} in the training rows; predicting its constant "
-                    f"prevalence {float(y.mean()):.0f}"
-                )
-                models[j] = float(y.mean())
-            else:
-                to_fit.append(j)
-        if self.n_jobs == 1 or len(to_fit) <= 1:
-            fitted = [_fit_logistic(X, Y[:, j], params) for j in to_fit]
+        weighted_params = {**params, "class_weight": None}
+
+        def arguments(problem: BinaryProblem) -> tuple:
+            if problem.weight is None:
+                return X, problem.y, params
+            return X[problem.rows], problem.y, weighted_params, self._balanced(problem.y, problem.weight)
+
+        if self.n_jobs == 1 or len(problems) <= 1:
+            fitted = [_fit_logistic(*arguments(problem)) for problem in problems]
         else:
             from joblib import Parallel, delayed
 
             # processes, not threads: see the module docstring (liblinear's shared random generator)
             fitted = Parallel(n_jobs=self.n_jobs, backend="loky")(
-                delayed(_fit_logistic)(X, Y[:, j], params) for j in to_fit
+                delayed(_fit_logistic)(*arguments(problem)) for problem in problems
             )
-        for j, (model, caught) in zip(to_fit, fitted, strict=True):
-            models[j] = model
+        for problem, (model, caught) in zip(problems, fitted, strict=True):
+            self.models_[problem.column] = model
             _reemit(caught)
-        self.models_ = models
         return self
 
     def _fit_weighted(self, X, T: np.ndarray, w: np.ndarray) -> LinearHead:
         """Soft targets ``T`` and row weights ``w``: each row enters as one weighted copy per label it
-        carries probability for. class_weight 'balanced' is computed here from the weighted counts
-        (sklearn before 1.6 counts rows, which would count a soft row for both labels)."""
+        carries probability for (multiclass: :func:`weighted_classes`, else :func:`one_vs_rest`)."""
         if self.task == "multiclass":
             idx, y, weight = weighted_classes(T, w)
             present = np.unique(y)
@@ -220,21 +280,7 @@ class LinearHead:
             self.models_, caught = _fit_logistic(X[idx], y, params, self._balanced(y, weight))
             _reemit(caught)
             return self
-        params = {**self._binary_params(X.shape[1] > X.shape[0]), "class_weight": None}
-        models: list = []
-        for j in range(self.n_outputs_):
-            idx, y, weight = weighted_binary(T[:, j], w)
-            if y.min() == y.max():
-                prevalence = float(np.average(T[:, j], weights=w))
-                self.warn(f"class '{self._name(j)}' carries weight on one side only in the training rows; predicting "
-                          f"its constant prevalence {prevalence:.3f}")
-                models.append(prevalence)
-                continue
-            model, caught = _fit_logistic(X[idx], y, params, self._balanced(y, weight))
-            _reemit(caught)
-            models.append(model)
-        self.models_ = models
-        return self
+        return self._fit_one_vs_rest(X, T, w)
 
     def _balanced(self, y: np.ndarray, weight: np.ndarray) -> np.ndarray:
         return balanced_weights(y, weight) if self.class_weight == "balanced" else weight
@@ -248,8 +294,7 @@ class LinearHead:
             else:
                 P[:, self.models_.classes_] = self.models_.predict_proba(X)
             return P
-        columns = [np.full(n, m) if isinstance(m, float) else m.predict_proba(X)[:, 1] for m in self.models_]
-        return np.stack(columns, axis=1)
+        return np.stack([constant_or_proba(m, X) for m in self.models_], axis=1)
 
 
 def _reemit(caught: list[tuple[type, str]]) -> None:

@@ -18,7 +18,7 @@ from comp.atomic import write_bytes
 from comp.config import ModelConfig
 from comp.errors import ConfigError
 from comp.models.base import FoldContext, TaskInfo
-from comp.models.common import check_estimator, is_hard, ngram_features, weighted_binary
+from comp.models.common import balanced_weights, check_estimator, ngram_features, one_vs_rest
 
 
 @dataclass
@@ -67,57 +67,37 @@ class Model:
                               max_features=c.max_features, strip_accents="unicode", dtype=np.float32)
 
     def fit(self, texts: Sequence[str], Y: np.ndarray, valid=None, sample_weight: np.ndarray | None = None) -> Model:
-        """Y: (n_samples, n_outputs) indicators or soft targets in [0, 1]; sample_weight: (n_samples,)."""
+        """Y: (n_samples, n_outputs) indicators or soft targets in [0, 1]; sample_weight: (n_samples,).
+        Soft targets or row weights fit the weighted copies of :func:`comp.models.common.weighted_binary`."""
         self.vectorizer_ = self._vectorizer()
         try:
             X = self.vectorizer_.fit_transform(list(texts)).tocsr()
         except ValueError as exc:  # e.g. min_df too high for a tiny fold
             raise ConfigError(f"nbsvm: cannot build features ({exc}); lower min_df or widen the n-gram ranges") from None
-        if sample_weight is not None or not is_hard(Y):
-            w = np.ones(len(Y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-            return self._fit_weighted(X, np.asarray(Y, dtype=np.float64), w)
         a = self.config.alpha
-        self.ratios_, self.models_ = [], []
-        for j in range(Y.shape[1]):
-            y = Y[:, j]
-            if y.min() == y.max():
-                self.context.warn(f"class '{self.task.classes[j]}' is all {int(y[0])} in the training rows; "
-                                 "predicting its constant prevalence")
-                self.ratios_.append(None)
-                self.models_.append(float(y.mean()))
-                continue
-            p = a + np.asarray(X[y == 1].sum(axis=0)).ravel()
-            q = a + np.asarray(X[y == 0].sum(axis=0)).ravel()
+        self.models_, problems = one_vs_rest(Y, sample_weight, self.context.warn, lambda j: self.task.classes[j])
+        self.ratios_ = [None] * len(self.models_)
+        # the dual problem is the faster one when features outnumber rows
+        dual = X.shape[1] > X.shape[0]
+        for problem in problems:
+            rows = X if problem.rows is None else X[problem.rows]
+            y = problem.y
+            if problem.weight is None:
+                p = a + np.asarray(rows[y == 1].sum(axis=0)).ravel()
+                q = a + np.asarray(rows[y == 0].sum(axis=0)).ravel()
+                classifier, weight = self._classifier(dual), None
+            else:
+                # the count ratios sum each copy's weight: a soft row's target on the positive side,
+                # one minus it on the negative side
+                p = a + np.asarray(rows.T @ (problem.weight * y)).ravel()
+                q = a + np.asarray(rows.T @ (problem.weight * (1 - y))).ravel()
+                classifier = self._classifier(dual, balanced=False)
+                weight = problem.weight
+                if self.config.class_weight != "none":
+                    weight = balanced_weights(y, weight)
             r = np.log((p / p.sum()) / (q / q.sum())).astype(np.float32)
-            self.ratios_.append(r)
-            # the dual problem is the faster one when features outnumber rows
-            self.models_.append(self._classifier(X.shape[1] > X.shape[0]).fit(X.multiply(r).tocsr(), y))
-        return self
-
-    def _fit_weighted(self, X, T: np.ndarray, w: np.ndarray) -> Model:
-        """Soft targets T (n, n_outputs) and row weights w (n,): the count ratios sum each row's weight
-        times its target (positive side) and times one minus it (negative side); the logistic
-        regression fits the weighted copies of :func:`comp.models.common.weighted_binary`."""
-        from comp.models.common import balanced_weights
-
-        a = self.config.alpha
-        self.ratios_, self.models_ = [], []
-        for j in range(T.shape[1]):
-            idx, y, weight = weighted_binary(T[:, j], w)
-            if y.min() == y.max():
-                self.context.warn(f"class '{self.task.classes[j]}' carries weight on one side only in the training "
-                                 "rows; predicting its constant prevalence")
-                self.ratios_.append(None)
-                self.models_.append(float(np.average(T[:, j], weights=w)))
-                continue
-            p = a + np.asarray(X.T @ (w * T[:, j])).ravel()
-            q = a + np.asarray(X.T @ (w * (1 - T[:, j]))).ravel()
-            r = np.log((p / p.sum()) / (q / q.sum())).astype(np.float32)
-            self.ratios_.append(r)
-            classifier = self._classifier(X.shape[1] > X.shape[0], balanced=False)
-            if self.config.class_weight != "none":
-                weight = balanced_weights(y, weight)
-            self.models_.append(classifier.fit(X[idx].multiply(r).tocsr(), y, sample_weight=weight))
+            self.ratios_[problem.column] = r
+            self.models_[problem.column] = classifier.fit(rows.multiply(r).tocsr(), y, sample_weight=weight)
         return self
 
     def _classifier(self, dual: bool, balanced: bool = True):

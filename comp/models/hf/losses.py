@@ -75,9 +75,9 @@ class Loss:
 
 
 def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
-    """Logits (n_samples, n_outputs) -> probabilities: softmax rows (multiclass) or sigmoids."""
+    """Logits (n_samples, n_outputs) -> float64 probabilities: scipy's ``softmax`` over each row
+    (multiclass) or its ``expit`` (the logistic sigmoid) per value."""
+    from scipy.special import expit, softmax
+
     logits = np.asarray(logits, dtype=np.float64)
-    if task == "multiclass":
-        z = np.exp(logits - logits.max(1, keepdims=True))
-        return z / z.sum(1, keepdims=True)
-    return 1.0 / (1.0 + np.exp(-logits))
+    return softmax(logits, axis=1) if task == "multiclass" else expit(logits)
