@@ -94,6 +94,22 @@ def test_class_table_holds_the_metrics_numbers():
     assert table["f1_tuned"].tolist() != table["f1_0.5"].tolist()
 
 
+def test_class_table_gives_what_comp_thresholds_prints_golden_values():
+    # class a: positives at p 0.9, 0.6; negatives at 0.55, 0.2. At 0.5: tp 2, fp 1 -> F1 4/5;
+    # tuned at 0.58: tp 2, fp 0 -> F1 1. Class b: one positive at 0.4 -> F1 0 at 0.5, 2/3 at 0.3
+    # (tp 1, fp 1, fn 0).
+    Y = np.array([[1, 0], [1, 0], [0, 1], [0, 0]])
+    P = np.array([[0.9, 0.1], [0.6, 0.2], [0.55, 0.4], [0.2, 0.35]])
+    table = class_table(Y, P, ["a", "b"], "multilabel", [0.58, 0.3])
+    shown = table[["class", "support", "threshold", "f1_0.5", "f1_tuned"]]
+    assert shown["class"].tolist() == ["a", "b"] and shown["support"].tolist() == [2, 1]
+    np.testing.assert_allclose(shown["threshold"], [0.58, 0.3], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(shown["f1_0.5"], [0.8, 0.0], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(shown["f1_tuned"], [1.0, 2 / 3], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(table["precision_0.5"], [2 / 3, 0.0], rtol=0, atol=1e-15)
+    assert table["predicted_tuned"].tolist() == [2, 2]
+
+
 def test_class_table_min_labels_and_default():
     Y, P = _multilabel(1)
     table = class_table(Y, P * 0.5, list("abcd"), "multilabel", None, min_labels=1)
@@ -243,6 +259,37 @@ def test_report_html_is_self_contained(ml):
     )
     assert not re.search(r'(src|href)="(?!data:)', text)  # nothing loaded from elsewhere
     assert "<th>f1_tuned</th>" in text and "honest" in text
+
+
+def test_report_html_tables_scroll_and_the_per_class_caption_reads(ml):
+    text = write_run_report(ml, "tfidf", ml.root / "caption-report").html.read_text()
+    style = text[text.index("<style>") : text.index("</style>")]
+    assert ".table-scroll { max-width: 100%; overflow-x: auto; }" in style
+    # every table sits in the scrolling box, so a 28-class table never runs past the page
+    assert text.count("<table") == text.count('<div class="table-scroll"><table') > 0
+    caption = re.search(r'<p class="meta">([^<]*)</p><div class="table-scroll"><table[^>]*>\s*<thead>\s*'
+                        r'<tr[^>]*>\s*<th>class</th>', text).group(1)
+    assert caption == (
+        "Columns ending in _0.5 score the untuned decision (at 0.5); columns ending in _tuned score the "
+        "thresholds in thresholds.json. Threshold: predict the class when p &gt;= threshold."
+    )
+
+
+def test_a_blends_fold_seconds_show_as_a_dash(ml):
+    from comp.ensemble import make_ensemble
+
+    make_ensemble(ml, ["tfidf", "nbsvm"], "mean-blend", force=True)
+    report = write_run_report(ml, "mean-blend")
+    assert report.tables.folds["seconds"].isna().all()  # a blend trains nothing per fold
+    text = report.html.read_text()
+    assert "None" not in re.sub(r"base64,[A-Za-z0-9+/=]+", "", text)
+    folds = text[text.index("<h2>Per fold") :]
+    folds = folds[: folds.index("</table>")]
+    cells = re.findall(r"<td>([^<]*)</td>", folds)
+    assert len(cells) == 3 * 6 and cells[5::6] == ["-", "-", "-"]  # the seconds column
+    trained = write_run_report(ml, "tfidf").html.read_text()
+    seconds = re.findall(r"<td>([^<]*)</td>", trained[trained.index("<h2>Per fold") :])[5]
+    assert re.fullmatch(r"\d+\.\d", seconds)  # a trained run's seconds, one decimal
 
 
 def test_run_report_multiclass(mc):
