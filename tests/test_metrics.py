@@ -195,3 +195,21 @@ def test_bad_inputs_are_data_errors(name, Y, pred, task, match):
 def test_unknown_task_is_a_config_error():
     with pytest.raises(ConfigError, match="task 'regression' is not one of multilabel"):
         score("f1_macro", np.ones((2, 1)), np.ones((2, 1)), "regression")
+
+
+@pytest.mark.parametrize("task", ["multilabel", "multiclass", "binary"])
+def test_log_loss_equals_sklearns(task):
+    # comp keeps its own expression because it is faster (bench/bench_metrics.py); the values must not differ
+    from sklearn.metrics import log_loss as sk_log_loss
+
+    rng = np.random.default_rng(3)
+    n, k = 200, 1 if task == "binary" else 5
+    P = rng.random((n, k))
+    if task == "multiclass":
+        P = P / P.sum(1, keepdims=True)
+        Y = np.eye(k, dtype=int)[rng.integers(0, k, n)]
+        expected = sk_log_loss(Y.argmax(1), P, labels=np.arange(k))
+    else:
+        Y = (rng.random((n, k)) < 0.3).astype(int)
+        expected = sk_log_loss(Y.ravel(), np.column_stack([1 - P.ravel(), P.ravel()]), labels=[0, 1])
+    assert score("log_loss", Y, P, task) == pytest.approx(expected, rel=1e-12)
