@@ -1,6 +1,7 @@
 import pytest
 
-from comp.config import load_model_config, parse_overrides
+from comp.config import parse_overrides
+from comp.models import load_model_config
 from comp.errors import ConfigError
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from comp.config import build, load_model_config
+from comp.config import build
+from comp.models import load_model_config
 from comp.errors import ConfigError
 from comp.models import transformer as T
 from comp.models.base import TaskInfo
@@ -339,7 +340,7 @@ def test_peft_target_that_matches_nothing_names_the_layers(llama_dir, tmp_path):
         _untrained(config, tmp_path)
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted((REPO / "comp" / "configs").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_config_loads(path):
     config = load_model_config(path)
     assert config.model
