@@ -4,7 +4,7 @@ The graph is read from the source (AST), not by importing: every ``import`` and 
 at any depth (module level and inside functions, since a lazy import still runs and still ties the two
 modules together), relative imports resolved against the importing module's package, and modules
 named by a string: ``importlib.import_module("comp.x")`` and registries whose values are exactly a
-module's dotted name (``comp.models.FAMILIES``), since those modules are imported by that name.
+submodule's dotted name (``comp.models.FAMILIES``), since those modules are imported by that name.
 Imports under ``if TYPE_CHECKING:`` never run and are left out. The implicit import of a package's
 ``__init__`` by its submodules is left out too (a package re-exporting its submodules is no cycle).
 """
@@ -82,8 +82,8 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
             first = node.args[0]
             if isinstance(first, ast.Constant) and isinstance(first.value, str):
                 add(first.value)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            add(node.value)  # a registry entry: a module imported by its dotted name
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "." in node.value:
+            add(node.value)  # a registry entry: a module imported by its dotted name (not files("comp"))
     return found
 
 
