@@ -155,8 +155,7 @@ def adapter_speed(folder: Path, rows: int, threads: int) -> dict:
 
     import torch
 
-    from comp.models import load_model_config
-    from comp.models import transformer
+    from comp.models import load_model_config, transformer
     from comp.models.base import FoldContext, TaskInfo
 
     torch.set_num_threads(threads)

@@ -1,8 +1,8 @@
 import pytest
 
 from comp.config import parse_overrides
-from comp.models import load_model_config
 from comp.errors import ConfigError
+from comp.models import load_model_config
 
 
 def _write(tmp_path, text):

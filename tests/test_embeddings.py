@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from comp.config import build
-from comp.models import load_model_config
 from comp.errors import ConfigError
-from comp.models import embeddings
+from comp.models import embeddings, load_model_config
 from comp.models.base import FoldContext, TaskInfo
 from comp.models.hf import cache, device, hub, tokens
 from tests.tiny_models import CLASSES, make_backbone, synthetic

@@ -139,7 +139,8 @@ def test_a_prompt_run_beats_the_class_prior_and_blends_like_every_family(instruc
 
     train(ws, ws.configs_dir / "tfidf.yaml", n_folds=2)
     blend = make_ensemble(ws, ["zeroshot", "tfidf"], "blend")
-    assert blend.scores is not None
+    assert blend.weights == {"zeroshot": 0.5, "tfidf": 0.5}  # a full OOF blends like any run's: the plain mean
+    np.testing.assert_allclose(load_run(ws, "blend").oof, (load_run(ws, "zeroshot").oof + load_run(ws, "tfidf").oof) / 2, rtol=0, atol=1e-12)
 
 
 def test_few_shot_examples_never_come_from_the_held_out_fold_and_predict_round_trips(instructed_dir, tmp_path):

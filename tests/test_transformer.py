@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from comp.config import build
-from comp.models import load_model_config
 from comp.errors import ConfigError, RunError
+from comp.models import load_model_config
 from comp.models import transformer as T
 from comp.models.base import TaskInfo
 from comp.models.hf import cache, hub, losses
