@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from common import WORK, dataset, machine, write_section
 
+from comp.config import example_configs
 from comp.data import load_competition
 from comp.ensemble import make_ensemble
 from comp.evaluate import evaluate_file
@@ -35,10 +36,7 @@ TFIDF = dict(word_ngrams=(1, 2), char_ngrams=(2, 5), min_df=2, max_features=200_
 def workspace(name: str) -> Workspace:
     root = WORK / name
     if not (root / "comp.yaml").exists():
-        from importlib.resources import files
-
-        examples = {p.name: p.read_text() for p in files("comp").joinpath("configs").iterdir() if p.name.endswith(".yaml")}
-        ws = init_workspace(name, root, examples)
+        ws = init_workspace(name, root, example_configs())
         fetch_local(ws, dataset(name))
     return Workspace(root)
 

@@ -32,7 +32,7 @@ import pandas as pd
 from common import ROOT, WORK, dataset, machine, write_section
 
 DATA = "tweeteval_emotion"
-CONFIG = ROOT / "configs" / "minilm-finetune.yaml"
+CONFIG = ROOT / "comp" / "configs" / "minilm-finetune.yaml"
 RESULTS = WORK / "transformer-results.json"
 PREVIOUS_TEST_F1 = 78.3  # the previous transformer path, same command (docs/benchmarks.md before the redesign)
 PATHS = {
@@ -105,7 +105,7 @@ def quality(folder: Path, epochs: float, folds: int, seed: int) -> dict:
 
 # ---- speed: one worker process per path ---------------------------------------------------------------
 def _recipe(epochs: float):
-    from comp.config import load_model_config
+    from comp.models import load_model_config
 
     return load_model_config(CONFIG, [f"epochs={epochs}", f"min_epochs={min(1.0, epochs)}", "patience=0"])
 

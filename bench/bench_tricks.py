@@ -27,7 +27,7 @@ import pandas as pd
 from common import ROOT, WORK, dataset, machine, write_section
 
 DATA = "tweeteval_emotion"
-CONFIG = ROOT / "configs" / "minilm-finetune.yaml"
+CONFIG = ROOT / "comp" / "configs" / "minilm-finetune.yaml"
 FOLDER = WORK / "tricks"
 RESULTS = FOLDER / "results.json"
 ADAPTER_LR = "lr=1.0e-3"  # adapters train a few weights: ~10x a full fine-tune's learning rate (2e-4 to 2e-3 usual)
@@ -98,7 +98,7 @@ def scores(run, folder: Path) -> tuple[float, float]:
 
 def trainable(overrides: list[str]) -> tuple[int, int]:
     """(trainable, total) parameters of the row's model, built as a fold builds it."""
-    from comp.config import load_model_config
+    from comp.models import load_model_config
     from comp.models.base import TaskInfo
     from comp.models.hf import classifier, hub, strategies, tricks
 
@@ -155,8 +155,7 @@ def adapter_speed(folder: Path, rows: int, threads: int) -> dict:
 
     import torch
 
-    from comp.config import load_model_config
-    from comp.models import transformer
+    from comp.models import load_model_config, transformer
     from comp.models.base import FoldContext, TaskInfo
 
     torch.set_num_threads(threads)

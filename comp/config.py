@@ -1,7 +1,9 @@
 """Model configs: dataclass defaults < YAML file < `--set a.b=value` overrides.
 
 Every family declares a ``Config`` dataclass (a subclass of :class:`ModelConfig`). Values are checked
-against the field types, and unknown keys are errors that list the valid ones.
+against the field types, and unknown keys are errors that list the valid ones. Reading a config file
+into its family's ``Config`` is :func:`comp.models.load_model_config`: this module knows no family, so
+that the family modules can import it.
 """
 
 from __future__ import annotations
@@ -216,14 +218,15 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def load_model_config(path: str | Path, overrides: list[str] | None = None) -> Any:
-    """Read a model config file, apply `--set` overrides and return the family's Config object."""
-    from comp.models import get_family
+def example_configs() -> dict[str, str]:
+    """The example model configs shipped as package data (comp/configs/*.yaml): file name -> text.
 
-    path = Path(path)
-    raw = merge(read_yaml(path), parse_overrides(overrides))
-    family_name = raw.get("model")
-    if not family_name:
-        raise ConfigError(f"{path}: no 'model:' key; name a model family, e.g. model: tfidf")
-    family = get_family(str(family_name), where=str(path))
-    return build(family.Config, raw, str(path))
+    `comp init` copies them into a workspace's configs/. Read through importlib.resources, so they load
+    from an installed wheel (even a zipped one) as well as from a checkout.
+    """
+    from importlib.resources import files
+
+    folder = files("comp").joinpath("configs")
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.iterdir(), key=lambda p: p.name)
+            if p.name.endswith(".yaml")}
+

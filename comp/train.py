@@ -27,14 +27,14 @@ from typing import Any
 import numpy as np
 
 from comp.atomic import write_json, write_npy
-from comp.config import load_model_config, to_dict
+from comp.config import to_dict
 from comp.data import Competition, load_competition
 from comp.errors import ConfigError, RunError
 from comp.evaluation import OofScores, evaluate_oof
 from comp.fingerprint import PARTS, data_fingerprint
 from comp.folds import file_hash, load_folds, make_folds, write_folds
 from comp.locks import FoldLock, busy_folds, fold_holder, run_lock
-from comp.models import get_family, preflight
+from comp.models import get_family, load_model_config, preflight
 from comp.models.base import FoldContext, TaskInfo
 from comp.runs import (
     RunLog,

@@ -1,7 +1,8 @@
 import pytest
 
-from comp.config import load_model_config, parse_overrides
+from comp.config import parse_overrides
 from comp.errors import ConfigError
+from comp.models import load_model_config
 
 
 def _write(tmp_path, text):

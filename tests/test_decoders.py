@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from comp.config import build, load_model_config
+from comp.config import build
 from comp.errors import ConfigError
+from comp.models import load_model_config
 from comp.models import transformer as T
 from comp.models.base import TaskInfo
 from comp.models.hf import classifier, device, strategies
@@ -235,7 +236,7 @@ def test_quantised_lora_on_cpu_when_bitsandbytes_has_cpu_kernels(bits, llama_dir
     assert len(layers) == 14  # 7 projections x 2 layers hold quantised weights; the head does not
     if bits == "4bit":
         assert all(m.weight.quant_type == "nf4" for m in layers)
-    assert all(".lora_" in n or ".score.modules_to_save." in n for n in _trainable(model))
+    assert _trainable(model) and all(".lora_" in n or ".score.modules_to_save." in n for n in _trainable(model))
     P = model.predict_proba(texts[40:])
     model.save(tmp_path / "qlora")
     loaded = T.Model.load(tmp_path / "qlora", config, TASK, _context(tmp_path))
@@ -339,7 +340,7 @@ def test_peft_target_that_matches_nothing_names_the_layers(llama_dir, tmp_path):
         _untrained(config, tmp_path)
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted((REPO / "comp" / "configs").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_config_loads(path):
     config = load_model_config(path)
     assert config.model

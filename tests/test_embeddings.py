@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from comp.config import build, load_model_config
+from comp.config import build
 from comp.errors import ConfigError
-from comp.models import embeddings
+from comp.models import embeddings, load_model_config
 from comp.models.base import FoldContext, TaskInfo
 from comp.models.hf import cache, device, hub, tokens
 from tests.tiny_models import CLASSES, make_backbone, synthetic
@@ -208,7 +208,7 @@ def test_multiclass_rows_sum_to_one_and_save_load_round_trip(bert_dir, tmp_path)
 
 
 def test_shipped_config_loads():
-    config = load_model_config(REPO / "configs" / "minilm-embeddings.yaml")
+    config = load_model_config(REPO / "comp" / "configs" / "minilm-embeddings.yaml")
     assert isinstance(config, embeddings.Config) and config.backbone == "minilm"
     with pytest.raises(ConfigError, match="C must be positive"):
         build(embeddings.Config, {"model": "embeddings", "C": 0}, "x.yaml")

@@ -139,7 +139,8 @@ def test_a_prompt_run_beats_the_class_prior_and_blends_like_every_family(instruc
 
     train(ws, ws.configs_dir / "tfidf.yaml", n_folds=2)
     blend = make_ensemble(ws, ["zeroshot", "tfidf"], "blend")
-    assert blend.scores is not None
+    assert blend.weights == {"zeroshot": 0.5, "tfidf": 0.5}  # a full OOF blends like any run's: the plain mean
+    np.testing.assert_allclose(load_run(ws, "blend").oof, (load_run(ws, "zeroshot").oof + load_run(ws, "tfidf").oof) / 2, rtol=0, atol=1e-12)
 
 
 def test_few_shot_examples_never_come_from_the_held_out_fold_and_predict_round_trips(instructed_dir, tmp_path):
@@ -378,11 +379,11 @@ LLM_CONFIGS = ["qwen2.5-7b-instruct-zeroshot", "llama-3.2-3b-instruct-fewshot", 
 def test_shipped_llm_configs_pass_preflight_on_a_local_stand_in(name, llama_dir):
     """Each config's prompt, question and keys, with the backbone swapped for a tiny local chat model
     (the backend for the GGUF one: its file is the user's), build and fit before any fold."""
-    from comp.config import load_model_config
+    from comp.models import load_model_config
 
     repo = Path(__file__).resolve().parents[1]
     overrides = [f"backbone={llama_dir}"] + (["backend=transformers"] if name == "gguf-zeroshot" else [])
-    config = load_model_config(repo / "configs" / f"{name}.yaml", overrides)
+    config = load_model_config(repo / "comp" / "configs" / f"{name}.yaml", overrides)
     assert config.model == ("generative" if "generative" in name else "prompt")
     if config.model == "generative":
         config.quantization = "none"  # no 4-bit kernels on this CPU
@@ -390,7 +391,7 @@ def test_shipped_llm_configs_pass_preflight_on_a_local_stand_in(name, llama_dir)
     else:
         P.preflight(config, MULTILABEL)
         P.preflight(config, MULTICLASS)
-    text = (repo / "configs" / f"{name}.yaml").read_text()
+    text = (repo / "comp" / "configs" / f"{name}.yaml").read_text()
     assert "ESTIMATE" in text and "memory" in text.lower()
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from comp.config import build, load_model_config
+from comp.config import build
 from comp.errors import ConfigError, RunError
+from comp.models import load_model_config
 from comp.models import transformer as T
 from comp.models.base import TaskInfo
 from comp.models.hf import cache, hub, losses
@@ -289,7 +290,7 @@ def test_predict_run_with_saved_fold_models_matches_the_run(bert_dir, tmp_path):
 
 @pytest.mark.parametrize("name", ["distilroberta-base", "roberta-base", "deberta-v3-base", "minilm-finetune"])
 def test_shipped_configs_load(name):
-    config = load_model_config(REPO / "configs" / f"{name}.yaml")
+    config = load_model_config(REPO / "comp" / "configs" / f"{name}.yaml")
     assert isinstance(config, T.Config) and config.backbone
 
 

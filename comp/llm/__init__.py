@@ -10,6 +10,8 @@ its tokenizer (or plain arrays), so they plug onto whatever hub / strategy code 
                             truncation from the text only.
 - :mod:`comp.llm.scorer`    log-probabilities of candidate answers from a transformers causal LM,
                             batched and length-sorted, the shared head's KV cache reused.
+- :mod:`comp.llm.cache`     the scorer's KV-cache plumbing: the candidates' token trie, the cache
+                            keyword of the model's forward, the sliding window.
 - :mod:`comp.llm.schemes`   label verbalisations -> candidates -> class probabilities
                             (:class:`Choice` for one-of-K, :class:`YesNo` per label for multilabel).
 - :mod:`comp.llm.fewshot`   fold-honest, class-covering, seeded few-shot example selection.

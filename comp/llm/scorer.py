@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from comp.errors import ConfigError
+from comp.llm.cache import build_trie, cache_keyword, cache_layers, sliding_window
 
 METHODS = ("tree", "expand", "naive")
 
@@ -52,68 +53,6 @@ class ScoreStats:
     @property
     def rows_per_s(self) -> float:
         return self.rows / self.seconds if self.seconds else 0.0
-
-
-@dataclass
-class _Trie:
-    tokens: list[int]  # one token per node
-    parent: list[int]  # parent node, -1 for a child of the row's last token
-    depth: list[int]  # 0 for the first token after the row
-    paths: list[list[int]]  # node indices of each candidate, in order
-
-
-def _layers(out) -> list:
-    """Per-layer ``(keys, values)`` of the cache a forward pass returned."""
-    cache = getattr(out, "cache", None)
-    cache = out.past_key_values if cache is None else cache
-    return [(layer.keys, layer.values) for layer in cache.layers]
-
-
-def build_trie(sequences: Sequence[Sequence[int]]) -> _Trie:
-    """A token trie of ``sequences``: equal prefixes share nodes."""
-    trie = _Trie([], [], [], [])
-    children: dict[tuple[int, int], int] = {}
-    for seq in sequences:
-        node, path = -1, []
-        for token in seq:
-            key = (node, int(token))
-            if key not in children:
-                children[key] = len(trie.tokens)
-                trie.tokens.append(int(token))
-                trie.parent.append(node)
-                trie.depth.append(trie.depth[node] + 1 if node >= 0 else 0)
-            node = children[key]
-            path.append(node)
-        trie.paths.append(path)
-    return trie
-
-
-def _cache_keyword(model) -> str:
-    """``cache`` (transformers >= 5.x's name) or ``past_key_values`` (its earlier name), read from
-    the model's own forward: a keyword the model does not know would be swallowed by ``**kwargs``
-    and silently run without the cache."""
-    import inspect
-
-    import transformers
-
-    major = int(transformers.__version__.split(".")[0])
-    if major < 5:
-        raise ConfigError(
-            f"comp.llm's scorer needs transformers 5 or later (this is {transformers.__version__}); "
-            "pip install -U 'transformers>=5'"
-        )
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    params = inspect.signature(type(base).forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def _sliding_window(config) -> int | None:
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    window = getattr(config, "sliding_window", None)
-    types = getattr(config, "layer_types", None)
-    if window and (types is None or any("sliding" in str(t) for t in types)):
-        return int(window)
-    return None
 
 
 class CausalLMScorer:
@@ -144,7 +83,7 @@ class CausalLMScorer:
         self.max_sequences = max_sequences
         self.stats = ScoreStats()
         self._prefix: tuple[tuple[int, ...], list] | None = None
-        self._cache_kw = _cache_keyword(model)
+        self._cache_kw = cache_keyword(model)
         if method == "tree":
             impl = getattr(model.config, "_attn_implementation", None) or "eager"
             if impl not in ("eager", "sdpa"):
@@ -174,7 +113,7 @@ class CausalLMScorer:
             ids = torch.tensor([head], device=self.device)
             out = self._forward(input_ids=ids, use_cache=True, logits_to_keep=1)
             self.stats.computed_tokens += len(head)
-            layers = _layers(out)
+            layers = cache_layers(out)
             self._prefix = (key, layers)
         return self._prefix[1]
 
@@ -243,7 +182,7 @@ class CausalLMScorer:
         return out
 
     def _check_window(self, length: int) -> None:
-        window = _sliding_window(self.model.config)
+        window = sliding_window(self.model.config)
         if window is not None and length > window:
             raise ConfigError(
                 f"a scored sequence of {length} tokens exceeds the model's sliding attention window "
@@ -330,7 +269,7 @@ class CausalLMScorer:
         out = self._forward(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1, **kwargs)
         self.stats.computed_tokens += int(row_mask.sum())
         last = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V): the first answer token's
-        row_layers = _layers(out)
+        row_layers = cache_layers(out)
         lengths = row_mask.sum(1)
         result = np.zeros((batch, len(cands)))
         chunk = max(1, self.max_sequences // batch)

@@ -21,8 +21,11 @@ Adding a family means adding its module and one line in ``FAMILIES``; nothing el
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+from comp.config import build, merge, parse_overrides, read_yaml
 from comp.errors import ConfigError
 
 # model name -> module; an explicit registry, so helper modules are never taken for families
@@ -50,6 +53,21 @@ def get_family(name: str, where: str = "config") -> ModuleType:
         if not hasattr(module, attr):
             raise ConfigError(f"model family '{name}' defines no {attr}")
     return module
+
+
+def build_model_config(raw: dict[str, Any], where: str) -> Any:
+    """The ``Config`` of the family that ``raw["model"]`` names, built from ``raw`` and checked."""
+    family_name = raw.get("model")
+    if not family_name:
+        raise ConfigError(f"{where}: no 'model:' key; name a model family, e.g. model: tfidf")
+    family = get_family(str(family_name), where=where)
+    return build(family.Config, raw, where)
+
+
+def load_model_config(path: str | Path, overrides: list[str] | None = None) -> Any:
+    """Read a model config file, apply `--set` overrides and return the family's Config object."""
+    path = Path(path)
+    return build_model_config(merge(read_yaml(path), parse_overrides(overrides)), str(path))
 
 
 def preflight(family: ModuleType, config, task) -> None:

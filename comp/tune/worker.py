@@ -104,8 +104,7 @@ def setup_study(ws: Workspace, config_path: Path, space_path: Path, *, study: st
                 n_folds: int | None = None, folds_subset: str | None = None, storage: str | None = None,
                 overrides: list[str] | None = None) -> Setup:
     """Check the config, the space and the folds, and the study's identity (study.yaml)."""
-    from comp.config import load_model_config
-    from comp.models import get_family, preflight
+    from comp.models import get_family, load_model_config, preflight
     from comp.train import check_seeds, task_info
 
     settings = ws.load_settings()
