@@ -27,7 +27,10 @@ from comp.chain import Chain
 from comp.errors import RunError
 from comp.evaluation import OofScores, decision_for, evaluate_chain, evaluate_oof, greater_is_better
 from comp.metrics import METRICS
-from comp.runs import RunData, labels_for, load_run, now, package_versions, write_run_outputs, write_run_yaml
+from comp.provenance import now, package_versions
+from comp.record import RunRecord
+from comp.run_files import write_run_outputs, write_run_yaml
+from comp.runs import RunData, labels_for, load_run
 from comp.stack import check_meta_model
 from comp.workspace import Workspace
 
@@ -42,12 +45,11 @@ WEIGHTS_ARE = {
 def check_compatible(runs: list[RunData]) -> None:
     """Same fold file, same train and test ids, same classes; names the culprits otherwise."""
     first = runs[0]
-    fold_of = {r.name: (r.record.get("folds", {}).get("file"), r.record.get("folds", {}).get("hash")) for r in runs}
     for r in runs[1:]:
-        if fold_of[r.name] != fold_of[first.name]:
+        if not r.record.folds.same_file(first.record.folds):
             raise RunError(
-                f"runs '{first.name}' and '{r.name}' were trained on different fold files ({fold_of[first.name][0]} vs "
-                f"{fold_of[r.name][0]}); retrain one of them with the other's --folds/--seed so their OOF rows line up"
+                f"runs '{first.name}' and '{r.name}' were trained on different fold files ({first.record.folds.file} vs "
+                f"{r.record.folds.file}); retrain one of them with the other's --folds/--seed so their OOF rows line up"
             )
         if r.ids != first.ids or r.test_ids != first.test_ids or not np.array_equal(r.folds, first.folds):
             raise RunError(f"runs '{first.name}' and '{r.name}' have different train or test ids; retrain them on the same data")
@@ -131,27 +133,16 @@ def make_ensemble(ws: Workspace, names: list[str], name: str, method: str = "mea
     members = {r.name: member_scores(r, comp.Y, task, metric, settings.min_labels) for r in runs}
     weight_map = {r.name: float(w) for r, w in zip(runs, chain.blender_.weights_, strict=True)}
     config.update(blender_config(chain.blender))
-    record = {
-        "name": name,
-        "kind": "ensemble",
-        "model": f"ensemble({method})",
-        "config": config,
-        "members": names,
-        "folds": runs[0].record.get("folds", {}),
-        "competition": runs[0].record.get("competition", {}),
-        "data": runs[0].record.get("data"),  # the members' data fingerprint, which load_run checked is current
-        "versions": package_versions(),
-        "created": now(),
-        "completed": now(),
-        "seconds": None,
-    }
-    optimistic = {r.name: r.record.get("cv_optimistic_reason") or "marked cv_optimistic"
-                  for r in runs if r.record.get("cv_optimistic")}
+    # the members' data fingerprint, which load_run checked is current
+    record = RunRecord(name=name, kind="ensemble", model=f"ensemble({method})", config=config, members=list(names),
+                       folds=runs[0].record.folds, competition=runs[0].record.competition, data=runs[0].record.data,
+                       versions=package_versions(), created=now(), completed=now())
+    optimistic = {r.name: r.record.optimistic_reason for r in runs if r.record.cv_optimistic}
     flag = {}
     if optimistic:  # a member's OOF carries its validation folds' labels: so does the blend's
-        flag = {"cv_optimistic": True, "cv_optimistic_reason": "; ".join(
-            f"member '{n}' has an optimistic CV ({why})" for n, why in optimistic.items())}
-        record.update(flag)
+        record.cv_optimistic = True
+        record.cv_optimistic_reason = "; ".join(f"member '{n}' has an optimistic CV ({why})" for n, why in optimistic.items())
+        flag = {"cv_optimistic": True, "cv_optimistic_reason": record.cv_optimistic_reason}
     seconds = round(time.perf_counter() - started, 2)
     write_run_outputs(paths, settings.id_column, settings.output_names, runs[0].ids, folds, chain.oof_, runs[0].test_ids,
                       test, scores.scores_json({"task": task, "n_folds": n_folds, "seconds": seconds, "members": members,
@@ -163,6 +154,6 @@ def make_ensemble(ws: Workspace, names: list[str], name: str, method: str = "mea
     if method == "stack":
         weights.update({"meta_model": meta_model, "C": float(meta_c)})
     write_json(paths.weights, weights)
-    record["seconds"] = seconds
+    record.seconds = seconds
     write_run_yaml(paths, record)
     return EnsembleResult(name, weight_map, scores, members, seconds)

@@ -169,7 +169,7 @@ class FoldLock:
         """True once held; False when another process holds it past ``timeout`` (0: do not wait)."""
         if not _acquire(self._lock, self.path, timeout):
             return False
-        from comp.runs import now
+        from comp.provenance import now
 
         write_json(fold_owner_path(self.run_dir, self.fold, self.seed),
                    {"host": socket.gethostname(), "pid": os.getpid(), "started": now()})

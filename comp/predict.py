@@ -17,6 +17,9 @@ from comp.config import build
 from comp.errors import RunError
 from comp.models import get_family
 from comp.models.base import FoldContext, TaskInfo
+from comp.record import RunRecord
+from comp.run_files import read_run_yaml
+from comp.runlog import is_main_process
 from comp.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -44,23 +47,20 @@ def predict_run(
     """
     import pandas as pd
 
-    from comp.runs import read_run_yaml
-
     log = log or (lambda message: None)
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     paths = ws.run(run_name)
     record = read_run_yaml(paths)
-    if record.get("kind", "model") != "model" or "model" not in record:
+    if record.is_ensemble:
         raise RunError(f"run '{run_name}' is an ensemble, not a trained model; predict with its member runs")
     settings = ws.load_settings()
     settings.require_schema()
     classes = settings.output_names
-    trained_for = record.get("competition", {}).get("classes")
-    if trained_for is not None and list(trained_for) != list(classes):
+    trained_for = record.competition.classes
+    if list(trained_for) != list(classes):
         raise RunError(f"run '{run_name}' was trained for classes {trained_for}, but comp.yaml has {classes}")
-    family = get_family(record["model"], where=str(paths.run_yaml))
-    build(family.Config, record.get("config", {}), str(paths.run_yaml))  # the stored config is still valid here
-    n_folds = int(record.get("folds", {}).get("n_folds", 0))
+    model_config(record, paths)  # the stored config is still valid here
+    n_folds = record.folds.n_folds
     missing = missing_saved_models(paths, record)
     if not n_folds or missing:
         shown = ", ".join(map(str, missing)) or "all"
@@ -83,29 +83,34 @@ def predict_run(
     return frame
 
 
-def missing_saved_models(paths, record: dict) -> list[int]:
+def model_config(record: RunRecord, paths):
+    """The family's Config built from run.yaml's ``config`` (refused by name when it no longer is valid)."""
+    family = get_family(record.model, where=str(paths.run_yaml))
+    return build(family.Config, record.config, str(paths.run_yaml))
+
+
+def missing_saved_models(paths, record: RunRecord) -> list[int]:
     """The folds of a run (from its run.yaml ``record``) that lack a saved model for some seed."""
-    n_folds = int(record.get("folds", {}).get("n_folds", 0))
-    n_seeds = int((record.get("config") or {}).get("seeds", 1) or 1)
-    return [k for k in range(n_folds) if not all(saved_model_dir(paths, k, s, n_seeds).is_dir() for s in range(n_seeds))]
+    n_seeds = int(record.config.get("seeds", 1) or 1)
+    return [k for k in range(record.folds.n_folds)
+            if not all(saved_model_dir(paths, k, s, n_seeds).is_dir() for s in range(n_seeds))]
 
 
-def fold_proba(ws: Workspace, run_name: str, record: dict, k: int, texts: list[str], task: TaskInfo,
+def fold_proba(ws: Workspace, run_name: str, record: RunRecord, k: int, texts: list[str], task: TaskInfo,
                log: Callable[[str], None] | None = None) -> np.ndarray:
     """Probabilities (n_texts, n_outputs) of run ``run_name``'s saved fold-``k`` model (the mean of
     its seeds' models, as `comp train` averages them), ``record`` being its run.yaml."""
-    from comp.runs import is_main_process
     from comp.seeds import mean_of, task_seed
 
     paths = ws.run(run_name)
-    family = get_family(record["model"], where=str(paths.run_yaml))
-    config = build(family.Config, record.get("config", {}), str(paths.run_yaml))
+    family = get_family(record.model, where=str(paths.run_yaml))
+    config = model_config(record, paths)
     n_seeds = int(getattr(config, "seeds", 1))
     seed_P = []
     for s in range(n_seeds):
         context = FoldContext(
             fold=k,
-            seed=task_seed(int(record.get("folds", {}).get("seed", 0)), k, s),
+            seed=task_seed(record.folds.seed, k, s),
             cache_dir=ws.cache_dir,
             fold_dir=paths.task_dir(k, s, n_seeds),
             log=log or (lambda message: None),

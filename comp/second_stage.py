@@ -22,8 +22,6 @@ recorded in the student's run.yaml and its digest, so a retrained teacher makes 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +30,8 @@ import numpy as np
 
 from comp.errors import CompError, ConfigError, RunError
 from comp.models.base import TaskInfo
+from comp.record import FoldsRecord, RunRecord, SecondStageRecord, TeacherRecord
+from comp.teachers import data_id, outputs_hash
 from comp.workspace import RunPaths, Workspace
 
 # probabilities are clipped this far from 0 and 1 before a temperature takes their logarithm
@@ -83,36 +83,13 @@ def pseudo_targets(P: np.ndarray, task: str, mode: str, min_confidence: float) -
 # ---- the teacher -------------------------------------------------------------------------------
 
 
-def outputs_hash(paths: RunPaths) -> str:
-    """A hash of what a student takes from a run: oof/test parquet and every fold's done marker and
-    test array (a retrained fold has a new done.json). Cheap: no model weights are read."""
-    h = hashlib.sha256()
-    files = [paths.oof, paths.test, *sorted(paths.dir.glob("fold-*/done.json")), *sorted(paths.dir.glob("fold-*/test.npy"))]
-    for path in files:
-        h.update(str(path.relative_to(paths.dir)).encode())
-        try:
-            h.update(path.read_bytes())
-        except OSError:
-            h.update(b"-")
-    return h.hexdigest()[:16]
-
-
-def _data_id(data: dict[str, Any] | None) -> str | None:
-    from comp.fingerprint import PARTS
-
-    if not isinstance(data, dict):
-        return None
-    parts = {f"{s}.{p}": (data.get(s) or {}).get(p) for s, p in PARTS}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 @dataclass
 class Teacher:
     """A finished run a student learns from, checked (:func:`load_teacher`)."""
 
     key: str  # pseudo_labels | distill
     name: str
-    record: dict[str, Any]
+    record: RunRecord
     paths: RunPaths
     oof: np.ndarray  # (n_train, n_outputs), train order
     n_folds: int
@@ -120,22 +97,20 @@ class Teacher:
     @property
     def optimistic(self) -> str | None:
         """Why this run's own CV is optimistic, or None."""
-        if self.record.get("cv_optimistic"):
-            return str(self.record.get("cv_optimistic_reason") or "marked cv_optimistic")
-        return None
+        return self.record.optimistic_reason
 
     def identity(self) -> dict[str, Any]:
-        folds = self.record.get("folds") or {}
-        return {"run": self.name, "digest": self.record.get("digest"),
-                "folds": {"file": folds.get("file"), "hash": folds.get("hash")},
-                "data": _data_id(self.record.get("data")), "outputs": outputs_hash(self.paths)}
+        """What the student's run.yaml records of this teacher (comp.record.TeacherRecord's fields)."""
+        return {"run": self.name, "digest": self.record.digest,
+                "folds": {"file": self.record.folds.file, "hash": self.record.folds.hash},
+                "data": data_id(self.record.data), "outputs": outputs_hash(self.paths)}
 
     def fold_test(self, k: int) -> np.ndarray:
         """The teacher's fold-k model's test probabilities (n_test, n_outputs): its seeds' mean."""
         return np.load(self.paths.fold_test(k))
 
 
-def load_teacher(ws: Workspace, key: str, name: str, student: str, classes: list[str], fold_record: dict[str, Any],
+def load_teacher(ws: Workspace, key: str, name: str, student: str, classes: list[str], fold_record: FoldsRecord,
                  train_ids: list[str], *, per_fold: bool, saved_models: str | None) -> Teacher:
     """Run ``name`` as the teacher of ``key``, refused in one line when it cannot be a fold-safe one:
     this run itself, missing, unfinished, trained on other data, classes or folds, an ensemble (no
@@ -153,17 +128,17 @@ def load_teacher(ws: Workspace, key: str, name: str, student: str, classes: list
         raise ConfigError(f"{where}: teacher {exc}") from None
     record = run.record
     paths = ws.run(name)
-    theirs = record.get("folds") or {}
-    if theirs.get("file") != fold_record["file"] or theirs.get("hash") != fold_record["hash"]:
+    theirs = record.folds
+    if not theirs.same_file(fold_record):
         raise ConfigError(
-            f"{where}: teacher run '{name}' was trained on {theirs.get('file')} (hash {str(theirs.get('hash'))[:8]}), "
-            f"not on this run's {fold_record['file']} (hash {fold_record['hash'][:8]}): its fold models saw other rows; "
+            f"{where}: teacher run '{name}' was trained on {theirs.file} (hash {theirs.hash[:8]}), "
+            f"not on this run's {fold_record.file} (hash {fold_record.hash[:8]}): its fold models saw other rows; "
             f"train the student with the teacher's --folds/--seed, or retrain the teacher on these folds")
     if run.ids != list(train_ids):
         raise ConfigError(f"{where}: teacher run '{name}' has other train ids than data/train.csv; retrain it")
-    n_folds = int(theirs.get("n_folds") or 0)
+    n_folds = theirs.n_folds
     if per_fold:
-        if record.get("kind") == "ensemble":
+        if record.is_ensemble:
             raise ConfigError(
                 f"{where}: teacher run '{name}' is an ensemble: it has no fold models, so no fold-safe predictions; "
                 "name one of its members (or, for distill, use mode: oof and accept an optimistic CV)")
@@ -172,12 +147,12 @@ def load_teacher(ws: Workspace, key: str, name: str, student: str, classes: list
             raise ConfigError(f"{where}: teacher run '{name}' has no fold test predictions for fold(s) "
                               f"{', '.join(map(str, missing))} (fold-<k>/test.npy); retrain it with `comp train`")
     if saved_models:
-        missing = missing_saved_models(paths, record) if record.get("kind") != "ensemble" else list(range(n_folds))
+        missing = list(range(n_folds)) if record.is_ensemble else missing_saved_models(paths, record)
         if missing or not n_folds:
             raise ConfigError(
                 f"{where}: {saved_models} needs the saved fold models of teacher run '{name}', and fold(s) "
                 f"{', '.join(map(str, missing or ['all']))} have none; retrain the teacher with save_models: true "
-                f"(`comp train {record.get('config_file', 'CONFIG')} --set save_models=true --force`)")
+                f"(`comp train {record.config_file or 'CONFIG'} --set save_models=true --force`)")
     return Teacher(key, name, record, paths, run.oof, n_folds)
 
 
@@ -207,14 +182,14 @@ class SecondStage:
     distill_teacher: Teacher | None
     test_texts: list[str]
     extra: tuple[list[str], list[str]] | None  # (ids, texts) of the extra CSV
-    record: dict[str, Any]  # run.yaml's `second_stage`
+    record: SecondStageRecord  # run.yaml's `second_stage`
     optimistic: str | None  # why the student's CV is optimistic, or None
     _cache: dict = field(default_factory=dict)
 
     def check_unchanged(self, student: str) -> None:
         """Refuse to go on when a teacher was retrained since the student's run.yaml was written."""
         for teacher in (self.pseudo_teacher, self.distill_teacher):
-            if teacher is not None and outputs_hash(teacher.paths) != self.record[teacher.key]["outputs"]:
+            if teacher is not None and outputs_hash(teacher.paths) != self.record.teachers()[teacher.key].outputs:
                 raise RunError(f"teacher run '{teacher.name}' of run '{student}' ({teacher.key}) changed while the student "
                                f"was training; retrain the student with --force once the teacher is finished")
 
@@ -276,7 +251,7 @@ class SecondStage:
         return FoldRows(fit_texts, targets, None if np.all(sample_weight == 1.0) else sample_weight, facts)
 
 
-def prepare(ws: Workspace, config, task: TaskInfo, fold_record: dict[str, Any], student: str,
+def prepare(ws: Workspace, config, task: TaskInfo, fold_record: FoldsRecord, student: str,
             family, comp) -> SecondStage | None:
     """The student's teachers, checked, and what run.yaml records of them; None without
     ``pseudo_labels`` / ``distill``. Raises ConfigError (one line) for an impossible combination."""
@@ -288,7 +263,7 @@ def prepare(ws: Workspace, config, task: TaskInfo, fold_record: dict[str, Any], 
     if "sample_weight" not in inspect.signature(family.Model.fit).parameters:
         raise ConfigError(f"model '{config.model}' cannot train on weighted soft targets (its Model.fit takes no "
                           "sample_weight), so it cannot use pseudo_labels or distill")
-    record: dict[str, Any] = {}
+    record = SecondStageRecord()
     reasons: list[str] = []
     pseudo_teacher = distill_teacher = None
     extra = None
@@ -301,7 +276,7 @@ def prepare(ws: Workspace, config, task: TaskInfo, fold_record: dict[str, Any], 
                  "min_confidence": pseudo.min_confidence, "test": pseudo.test}
         if pseudo.extra:
             entry["extra"] = extra_entry
-        record["pseudo_labels"] = entry
+        record.pseudo_labels = TeacherRecord(**entry)
         if pseudo_teacher.optimistic:
             reasons.append(f"its pseudo-label teacher '{pseudo.run}' has an optimistic CV ({pseudo_teacher.optimistic})")
     if distill is not None:
@@ -310,8 +285,8 @@ def prepare(ws: Workspace, config, task: TaskInfo, fold_record: dict[str, Any], 
             ws, "distill", distill.run, student, task.classes, fold_record, comp.train_ids, per_fold=fold_safe,
             saved_models="distill mode fold_safe (the teacher's fold-k model predicts fold k's training rows; "
                          "or use mode: oof, whose CV is optimistic)" if fold_safe else None)
-        record["distill"] = {**distill_teacher.identity(), "mode": distill.mode, "alpha": distill.alpha,
-                             "temperature": distill.temperature}
+        record.distill = TeacherRecord(**distill_teacher.identity(), mode=distill.mode, alpha=distill.alpha,
+                                       temperature=distill.temperature)
         if not fold_safe:
             reasons.append(f"distilled from the OOF predictions of teacher '{distill.run}', which carry every fold's labels")
         if distill_teacher.optimistic:
@@ -334,32 +309,3 @@ def _read_extra(ws: Workspace, relative: str) -> tuple[tuple[list[str], list[str
     except CompError as exc:
         raise ConfigError(f"pseudo_labels.extra: {exc}") from None
     return (ids, texts), {"file": relative, "hash": file_hash(path), "rows": len(ids)}
-
-
-def teacher_changes(ws: Workspace, record: dict[str, Any]) -> list[str]:
-    """Names of the teachers in a student's run.yaml ``record`` whose outputs changed since (for
-    `comp runs`); a teacher that is gone counts as changed."""
-    changed = []
-    for entry in (record.get("second_stage") or {}).values():
-        if not isinstance(entry, dict) or "run" not in entry:
-            continue
-        paths = ws.run(str(entry["run"]))
-        if not paths.exists or outputs_hash(paths) != entry.get("outputs"):
-            changed.append(str(entry["run"]))
-    return list(dict.fromkeys(changed))
-
-
-def describe_change(name: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> RunError | None:
-    """The RunError for a student whose recorded teachers differ from those of now, or None."""
-    old, new = old or {}, new or {}
-    if old == new:
-        return None
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key) or {}, new.get(key) or {}
-        if a == b:
-            continue
-        changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-        what = "outputs (it was retrained)" if changed == ["outputs"] else ", ".join(changed)
-        return RunError(f"run '{name}' was trained from {key} teacher '{a.get('run', b.get('run'))}' as it was then; its "
-                        f"{what} changed since; pass --force to retrain the student or --name NEW to keep both")
-    return None

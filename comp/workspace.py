@@ -17,149 +17,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from comp.atomic import write_yaml
 from comp.errors import CompError, ConfigError
+from comp.run_paths import RunPaths
+from comp.settings import COMP_YAML, SUBMISSION_FORMATS, TASKS, CompSettings, check_folds
 
-COMP_YAML = "comp.yaml"
-TASKS = ("multilabel", "multiclass", "binary")
-SUBMISSION_FORMATS = ("labels", "probabilities")
+__all__ = ["COMP_YAML", "STUDY_YAML", "SUBMISSION_FORMATS", "TASKS", "CompSettings", "RunPaths", "Workspace",
+           "check_folds", "check_run_name", "file_safe", "init_workspace"]
+
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 STUDY_YAML = "study.yaml"  # marks runs/<study>/ as a study: its trials are runs named <study>/trial-<n>
-
-
-@dataclass
-class CompSettings:
-    """Everything comp.yaml says. Schema fields left empty are inferred by `comp fetch`."""
-
-    competition: str = ""
-    task: str | None = None
-    id_column: str | None = None
-    text_columns: list[str] | None = None
-    text_separator: str = "\n"
-    label_columns: list[str] | None = None
-    # class order of every probability file; multilabel: label_columns, multiclass: train's values,
-    # binary: [negative, positive]
-    classes: list[Any] | None = None
-    metric: str = "f1_macro"
-    folds: int = 5
-    seed: int = 42
-    group_column: str | None = None
-    submission_format: str | None = None  # labels | probabilities
-    min_labels: int = 0  # multilabel: every row gets at least this many labels
-    allow_empty_text: bool = False
-
-    @property
-    def schema_complete(self) -> bool:
-        return all(
-            getattr(self, name) is not None
-            for name in ("task", "id_column", "text_columns", "label_columns", "classes")
-        )
-
-    @property
-    def output_names(self) -> list[str]:
-        """Names of the probability columns, in class order."""
-        self.require_schema()
-        if self.task == "multilabel":
-            return list(self.label_columns)
-        if self.task == "binary":
-            return [str(self.classes[1])]
-        return [str(c) for c in self.classes]
-
-    def require_schema(self) -> None:
-        if not self.schema_complete:
-            raise ConfigError(
-                f"{COMP_YAML} has no complete schema (task, id_column, text_columns, label_columns, "
-                "classes); run `comp fetch` to infer it or fill it in by hand"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str = COMP_YAML) -> CompSettings:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(
-                f"{source}: unknown key(s) {', '.join(unknown)}; valid keys are: {', '.join(sorted(known))}"
-            )
-        settings = cls(**raw)
-        settings.validate(source)
-        return settings
-
-    def validate(self, source: str = COMP_YAML) -> None:
-        """Check every value when comp.yaml is read, so that a bad one stops a command before any work."""
-        if self.task is not None and self.task not in TASKS:
-            raise ConfigError(f"{source}: task '{self.task}' is not one of {', '.join(TASKS)}")
-        if self.submission_format is not None and self.submission_format not in SUBMISSION_FORMATS:
-            raise ConfigError(
-                f"{source}: submission_format '{self.submission_format}' is not one of "
-                f"{', '.join(SUBMISSION_FORMATS)}"
-            )
-        for name in ("competition", "metric"):
-            if not isinstance(getattr(self, name), str):
-                raise ConfigError(f"{source}: {name} must be a string, got {getattr(self, name)!r}")
-        for name in ("id_column", "group_column"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise ConfigError(f"{source}: {name} must be a column name, got {value!r}")
-        for name in ("text_columns", "label_columns"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                value = [value]
-                setattr(self, name, value)
-            if value is not None and (not isinstance(value, list) or not value
-                                      or not all(isinstance(c, str) and c.strip() for c in value)):
-                raise ConfigError(
-                    f"{source}: {name} must be a list of column names (e.g. {name}: [{'Tweet' if name == 'text_columns' else 'anger'}]), "
-                    f"got {value!r}"
-                )
-        if self.classes is not None and (not isinstance(self.classes, list) or len(self.classes) < 2):
-            raise ConfigError(f"{source}: classes must be a list of at least two classes, got {self.classes!r}")
-        if self.text_separator is None and self.text_columns is not None and len(self.text_columns) > 1:
-            raise ConfigError(
-                f"{source}: text_separator is null but the {len(self.text_columns)} text_columns are joined with it; "
-                'set text_separator: "\\n" (or " ")'
-            )
-        if self.text_separator is not None and not isinstance(self.text_separator, str):
-            raise ConfigError(f"{source}: text_separator must be a string such as \" \" or \"\\n\", got {self.text_separator!r}")
-        if not isinstance(self.allow_empty_text, bool):
-            raise ConfigError(f"{source}: allow_empty_text must be true or false, got {self.allow_empty_text!r}")
-        for name in ("folds", "seed", "min_labels"):
-            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{source}: {name} must be an integer, got {getattr(self, name)!r}")
-        if self.folds < 2:
-            raise ConfigError(f"{source}: folds must be at least 2, got {self.folds}")
-        if not 0 <= self.seed < 2**32:
-            raise ConfigError(f"{source}: seed must be between 0 and 2**32 - 1, got {self.seed}")
-        if self.min_labels < 0:
-            raise ConfigError(f"{source}: min_labels must be 0 or more (labels every row gets at least), got {self.min_labels}")
-        if self.label_columns and self.task == "multilabel" and self.min_labels > len(self.label_columns):
-            raise ConfigError(
-                f"{source}: min_labels is {self.min_labels} but there are only {len(self.label_columns)} label columns"
-            )
-        from comp.metrics import METRICS
-
-        if self.metric not in METRICS:
-            raise ConfigError(
-                f"{source}: metric '{self.metric}' is unknown; choose one of {', '.join(METRICS)}"
-            )
-
-
-def check_folds(n_folds: int | None, settings: CompSettings, option: str = "--folds") -> int:
-    """``--folds K`` as given, or comp.yaml's when not given; 0, 1 or a negative K is an error."""
-    if n_folds is None:
-        return settings.folds
-    if isinstance(n_folds, bool) or not isinstance(n_folds, int) or n_folds < 2:
-        raise ConfigError(f"{option} {n_folds}: need at least 2 folds (leave {option} out to use comp.yaml's {settings.folds})")
-    return n_folds
 
 
 def check_run_name(name: str) -> str:
@@ -304,95 +175,6 @@ class Workspace:
 def _natural(name: str) -> list:
     """Sort key in which trial-10 follows trial-9."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    """Files of one run: a trained model family or an ensemble; both have the same files."""
-
-    dir: Path
-    name: str = ""  # as the user names it (``study/trial-3`` for a trial); default: the folder's name
-
-    def __post_init__(self) -> None:
-        if not self.name:
-            object.__setattr__(self, "name", self.dir.name)
-
-    @property
-    def exists(self) -> bool:
-        return self.run_yaml.is_file()
-
-    @property
-    def run_yaml(self) -> Path:
-        return self.dir / "run.yaml"
-
-    @property
-    def oof(self) -> Path:
-        return self.dir / "oof.parquet"
-
-    @property
-    def test(self) -> Path:
-        return self.dir / "test.parquet"
-
-    @property
-    def scores(self) -> Path:
-        return self.dir / "scores.json"
-
-    @property
-    def thresholds(self) -> Path:
-        return self.dir / "thresholds.json"
-
-    @property
-    def weights(self) -> Path:
-        return self.dir / "weights.json"
-
-    @property
-    def log(self) -> Path:
-        return self.dir / "train.log"
-
-    @property
-    def report_dir(self) -> Path:
-        return self.dir / "report"
-
-    def fold_dir(self, fold: int) -> Path:
-        return self.dir / f"fold-{fold}"
-
-    def fold_done(self, fold: int) -> Path:
-        """Written last, after the fold's arrays: its presence means the fold is finished."""
-        return self.fold_dir(fold) / "done.json"
-
-    def fold_oof(self, fold: int) -> Path:
-        return self.fold_dir(fold) / "oof.npy"
-
-    def fold_test(self, fold: int) -> Path:
-        return self.fold_dir(fold) / "test.npy"
-
-    def fold_model_dir(self, fold: int) -> Path:
-        return self.fold_dir(fold) / "model"
-
-    def fold_adapter_dir(self, fold: int) -> Path:
-        return self.fold_dir(fold) / "adapter"
-
-    def fold_checkpoint_dir(self, fold: int) -> Path:
-        return self.fold_dir(fold) / "checkpoint"
-
-    # ---- seeds: with `seeds: N > 1` each fold is N tasks, fold-<k>/seed-<s>/ (comp.seeds) ---------
-    def seed_dir(self, fold: int, seed_index: int) -> Path:
-        """Written only by the task (fold, seed): its arrays, done.json, model/ and checkpoints."""
-        return self.fold_dir(fold) / f"seed-{seed_index}"
-
-    def task_dir(self, fold: int, seed_index: int, n_seeds: int) -> Path:
-        """Where task (fold, seed) writes: the fold's own folder when the run has one seed."""
-        return self.fold_dir(fold) if n_seeds == 1 else self.seed_dir(fold, seed_index)
-
-    @property
-    def tasks_dir(self) -> Path:
-        """`--executor local`: one log per task (fold-3.log, fold-3-seed-1.log, worker-2.log)."""
-        return self.dir / "tasks"
-
-    @property
-    def slurm_dir(self) -> Path:
-        """`--executor slurm`: submitit's folder (job scripts, pickled tasks, %j logs)."""
-        return self.dir / "slurm"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ from comp.data import load_competition, read_csv
 from comp.evaluate import score_frames
 from comp.evaluation import evaluate_oof
 from comp.fingerprint import data_fingerprint
+from comp.record import CompetitionRecord, FoldsRecord, RunRecord
 from comp.runs import write_run_outputs, write_run_yaml
 from comp.submission import parse_submission
 from tests.helpers import make_workspace
@@ -69,8 +70,11 @@ def make_run(ws, answers, name="tfidf", noise=0.6, seed=0, test=None):
     folds = np.arange(len(comp.Y)) % 3
     scores = evaluate_oof(oof, comp.Y, folds, settings.task, settings.metric, settings.min_labels)
     paths = ws.run(name)
-    write_run_yaml(paths, {"name": name, "kind": "model", "model": "fake", "folds": {"n_folds": 3, "seed": 42},
-                           "data": data_fingerprint(comp, "2024-03-01T12:00:00")})
+    write_run_yaml(paths, RunRecord(name=name, kind="model", model="fake", created="2024-03-01T12:00:00",
+                                    folds=FoldsRecord("folds.csv", "none", 3, 42),
+                                    competition=CompetitionRecord(settings.competition, settings.task, settings.metric,
+                                                                  settings.output_names),
+                                    data=data_fingerprint(comp, "2024-03-01T12:00:00")))
     write_run_outputs(paths, settings.id_column, settings.output_names, comp.train_ids, folds, oof, comp.test_ids,
                       test, scores.scores_json(), scores.thresholds_json(settings.output_names, settings.task, 0))
     return scores

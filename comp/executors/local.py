@@ -15,7 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from comp.executors import LaunchOptions, Task, comp_command, log_tail
+from comp.executors.options import LaunchOptions, Task, comp_command, log_tail
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "LOKY_MAX_CPU_COUNT")
 _POLL_SECONDS = 0.2

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from comp.errors import CompError
-from comp.executors import LaunchOptions, Task, comp_command, log_tail
 from comp.executors.local import task_command
+from comp.executors.options import LaunchOptions, Task, comp_command, log_tail
 
 _POLL_SECONDS = 1.0
 _STOP_SECONDS = 30  # after SIGTERM, before SIGKILL

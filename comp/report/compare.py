@@ -135,8 +135,8 @@ def write_comparison(
     rows, notes = [], []
     for r in runs:
         entry = score_entry(r.scores, metric)
-        if r.record.get("cv_optimistic"):
-            notes.append(f"run '{r.name}' has an optimistic CV ({r.record.get('cv_optimistic_reason')})")
+        if r.record.cv_optimistic:
+            notes.append(f"run '{r.name}' has an optimistic CV ({r.record.cv_optimistic_reason})")
         if entry is None:
             notes.append(
                 f"run '{r.name}' has no {metric} score (it is scored with {r.scores.get('metric', 'nothing')}): "
@@ -146,7 +146,7 @@ def write_comparison(
         rows.append(
             {
                 "run": r.name,
-                "model": r.record.get("model", r.record.get("kind", "?")),
+                "model": r.record.model,
                 **{e: cv.get(e) for e in ESTIMATES},
             }
         )

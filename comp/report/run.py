@@ -100,8 +100,8 @@ def write_run_report(ws: Workspace, name: str, out: str | Path | None = None) ->
             "the run has no tuned thresholds (no thresholds.json, or a probability metric): "
             "the tuned columns repeat the default decision"
         )
-    if run.record.get("cv_optimistic") or run.scores.get("cv_optimistic"):
-        why = run.record.get("cv_optimistic_reason") or run.scores.get("cv_optimistic_reason") or "marked cv_optimistic"
+    if run.record.cv_optimistic or run.scores.get("cv_optimistic"):
+        why = run.record.cv_optimistic_reason or run.scores.get("cv_optimistic_reason") or "marked cv_optimistic"
         notes.append(f"cv optimistic: {why}; its CV (honest included) overstates what test will give, so do not "
                      "rank it against other runs by CV")
     min_labels = settings.min_labels if min_labels is None else min_labels
@@ -141,12 +141,11 @@ def _run_html(report: RunReport, run, n_train: int, n_test: int) -> str:
 
     t = report.tables
     record = run.record
-    folds = record.get("folds", {})
-    model = record.get("model", "?")
-    what = model if record.get("kind") == "ensemble" else f"model {model}"  # ensembles: "ensemble(mean)"
+    folds = record.folds
+    what = record.model if record.is_ensemble else f"model {record.model}"  # ensembles: "ensemble(mean)"
     meta = (
         f"{what} · task {report.task} · metric {report.metric} · "
-        f"{folds.get('n_folds', '?')} folds ({folds.get('file', '?')}) · train {n_train} rows, test {n_test} rows"
+        f"{folds.n_folds} folds ({folds.file}) · train {n_train} rows, test {n_test} rows"
     )
     cv = report.cv
     lower = greater_is_better(report.metric) is False

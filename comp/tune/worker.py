@@ -255,7 +255,7 @@ def write_best(setup: Setup, opt) -> tuple[dict[str, Any] | None, Path | None]:
     import yaml
 
     from comp.atomic import write_text
-    from comp.runs import read_run_yaml
+    from comp.run_files import read_run_yaml
 
     try:
         best = opt.best_trial
@@ -264,8 +264,8 @@ def write_best(setup: Setup, opt) -> tuple[dict[str, Any] | None, Path | None]:
     run = best.user_attrs.get(studies.RUN, f"{setup.name}/trial-{best.number}")
     paths = setup.ws.run(run)
     try:
-        config = read_run_yaml(paths)["config"]
-    except (CompError, KeyError):
+        config = read_run_yaml(paths).config
+    except CompError:
         return None, None
     info = {"number": best.number, "value": best.value, "params": best.params, "run": run}
     path = best_config_path(setup.ws, setup.config_path, setup.name)
