@@ -49,6 +49,7 @@ COMMANDS = (
 )
 for command in COMMANDS:
     app.command()(command)
+del command
 
 
 def main() -> None:
