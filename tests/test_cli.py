@@ -107,3 +107,35 @@ def test_bad_data_error_through_cli(tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and "is not UTF-8 text" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_thresholds_table_is_sklearn_f1_at_the_written_thresholds(tmp_path, monkeypatch, capsys):
+    import json
+
+    from sklearn.metrics import f1_score
+
+    import comp.cli
+    from comp import console
+    from comp.data import load_competition
+    from comp.runs import load_run
+    from comp.train import train
+    from tests.helpers import make_workspace
+
+    ws = make_workspace(tmp_path, train_rows=120, test_rows=40)
+    train(ws, ws.configs_dir / "tfidf.yaml", n_folds=3)
+    monkeypatch.setattr(sys, "argv", ["comp", "-w", str(ws.root), "thresholds", "tfidf"])
+    monkeypatch.setattr(console.out, "_width", 200)
+    with pytest.raises(SystemExit) as done:
+        comp.cli.main()
+    assert done.value.code in (0, None)
+    out = capsys.readouterr().out
+    data, truth = load_run(ws, "tfidf"), load_competition(ws)
+    written = json.loads(ws.run("tfidf").thresholds.read_text())
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    assert [str(i) for i in data.ids] == [str(i) for i in truth.train_ids]
+    for j, name in enumerate(data.classes):
+        t = written["thresholds"][str(name)]
+        _, support, shown_t, at_half, tuned = rows[str(name)][:5]
+        assert int(support) == int(truth.Y[:, j].sum()) and float(shown_t) == pytest.approx(t, abs=5e-4)
+        assert float(at_half) == pytest.approx(f1_score(truth.Y[:, j], data.oof[:, j] >= 0.5, zero_division=0), abs=5e-5)
+        assert float(tuned) == pytest.approx(f1_score(truth.Y[:, j], data.oof[:, j] >= t, zero_division=0), abs=5e-5)
