@@ -117,6 +117,7 @@ def _translate(exc: Exception, creds: Credentials, slug: str, action: str) -> Ka
 
 
 def one_line(text: str, limit: int = 300) -> str:
+    """``text`` with its whitespace collapsed, cut to ``limit`` characters: a message stays one line."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
