@@ -1,6 +1,6 @@
 """Run every benchmark in bench/ in turn; each writes its own section of docs/benchmarks.md.
 
-    .venv/bin/python bench/run_all.py [NAME ...]     (names: metrics thresholds determinism quality stack transformer tricks tune)
+    .venv/bin/python bench/run_all.py [NAME ...]     (names: cli metrics thresholds determinism quality stack transformer tricks tune)
 
 GPU figures have their own command: `make gpu-check` (bench/gpu_check.py).
 """
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["metrics", "thresholds", "determinism", "quality", "stack", "transformer", "tricks", "tune"]
+ORDER = ["cli", "metrics", "thresholds", "determinism", "quality", "stack", "transformer", "tricks", "tune"]
 
 
 def main() -> int:

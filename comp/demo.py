@@ -1,12 +1,14 @@
 """`comp demo`: the whole loop on the built-in synthetic competition in a temporary workspace.
 
-It calls the same command functions a user types, in order, so the demo shows exactly their output.
+Each step is a command line run through the app (``comp`` below), so the demo shows exactly what a
+user who types it sees.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from comp import console
@@ -15,9 +17,10 @@ from comp.synthetic import SyntheticCompetition
 SLUG = "comp-demo-emotions"
 
 
-def run_demo(keep: Path | None = None) -> Path:
-    from comp import cli
-
+def run_demo(keep: Path | None, comp: Callable[[Sequence[str]], object]) -> Path:
+    """Build the example competition under ``keep`` (default: a new temp folder) and run the loop on
+    it; ``comp(argv)`` runs one command line (the app with ``standalone_mode=False``, so a CompError
+    reaches the caller)."""
     started = time.perf_counter()
     root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="comp-demo-"))
     source = root / "download"
@@ -28,26 +31,24 @@ def run_demo(keep: Path | None = None) -> Path:
     def latest_submission() -> Path:
         return max((workspace / "submissions").glob("*.csv"), key=lambda p: p.stat().st_mtime_ns)
 
-    steps = [
-        (f"comp init {SLUG}", lambda: cli.init(SLUG, workspace)),
-        ("comp fetch --from download/", lambda: cli.fetch(None, from_=source)),
-        ("comp info", lambda: cli.info()),
-        ("comp folds --folds 5", lambda: cli.folds(n_folds=5)),
-        ("comp train configs/tfidf.yaml", lambda: cli.train(configs / "tfidf.yaml")),
-        ("comp train configs/nbsvm.yaml", lambda: cli.train(configs / "nbsvm.yaml")),
-        ("comp ensemble tfidf nbsvm --name blend --method weighted",
-         lambda: cli.ensemble(["tfidf", "nbsvm"], name="blend", method="weighted")),
-        ("comp thresholds blend", lambda: cli.thresholds("blend")),
-        ("comp runs", lambda: cli.runs()),
-    ]
-    cli.STATE.workspace = workspace
-    for title, step in steps:
+    def step(title: str, *argv: object, in_workspace: bool = True) -> None:
         console.out.rule(f"[bold]$ {title}")
-        step()
+        comp([*(["--workspace", str(workspace)] if in_workspace else []), *map(str, argv)])
+
+    step(f"comp init {SLUG}", "init", SLUG, workspace, in_workspace=False)
+    step("comp fetch --from download/", "fetch", "--from", source)
+    step("comp info", "info")
+    step("comp folds --folds 5", "folds", "--folds", 5)
+    step("comp train configs/tfidf.yaml", "train", configs / "tfidf.yaml")
+    step("comp train configs/nbsvm.yaml", "train", configs / "nbsvm.yaml")
+    step("comp ensemble tfidf nbsvm --name blend --method weighted",
+         "ensemble", "tfidf", "nbsvm", "--name", "blend", "--method", "weighted")
+    step("comp thresholds blend", "thresholds", "blend")
+    step("comp runs", "runs")
     for run in ("tfidf", "nbsvm", "blend"):
         console.out.rule(f"[bold]$ comp submit {run} --dry-run && comp evaluate ... --answers test_labels.csv")
-        cli.submit(run, message=None, dry_run=True, force=False)
-        cli.evaluate(latest_submission(), answers=answers, metric=None)
+        comp(["--workspace", str(workspace), "submit", run, "--dry-run"])
+        comp(["--workspace", str(workspace), "evaluate", str(latest_submission()), "--answers", str(answers)])
     console.echo(f"\ndemo finished in {time.perf_counter() - started:.0f}s; workspace: {workspace}")
     console.echo(f"answer key of the synthetic test set: {answers}")
     return workspace

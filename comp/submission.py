@@ -1,340 +1,35 @@
-"""Probabilities + thresholds -> a DataFrame shaped exactly like sample_submission, and its validation.
-
-The submission has sample_submission's columns in its order and its ids in its order, with values of
-the kind the competition scores:
-
-- ``indicator``: one 0/1 integer column per class (multilabel, or a multiclass sample with a column
-  per class);
-- ``class``: one column holding a class value as train spells it (binary and multiclass);
-- ``proba``: probabilities (``submission_format: probabilities``), one column per class, or the
-  positive class's for a binary task.
-
-Validation checks the text that is written (what Kaggle reads), not the frame, so a value pandas
-would write differently from what was meant cannot slip through. `submit_run` at the bottom is the
-thin effectful part: it reads the run, writes the file, uploads it and records it in the ledger.
+"""`comp submit`: a run's test probabilities -> the file shaped exactly like sample_submission
+(comp.submission_format), validated as Kaggle will read it (comp.submission_checks), written,
+uploaded and recorded in the ledger. The building and validation functions are re-exported here.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from comp.errors import ConfigError, DataError, KaggleError, RunError
-from comp.workspace import CompSettings, Workspace
+from comp.errors import ConfigError, KaggleError
+from comp.submission_checks import check_submission, parse_submission, validate_file, validate_submission
+from comp.submission_format import (
+    build_submission,
+    layout,
+    submission_text,
+    threshold_vector,
+    value_kind_problems,
+)
+from comp.workspace import Workspace
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from comp.ledger import LedgerEntry
 
-_EXAMPLES = 5
-
-
-# ---- layout ------------------------------------------------------------------------------------
-
-
-def layout(settings: CompSettings) -> str:
-    """How predictions map onto sample_submission's label columns: indicator | class | proba."""
-    settings.require_schema()
-    columns, names = list(settings.label_columns), settings.output_names
-    single = len(columns) == 1 and settings.task in ("binary", "multiclass")
-    if settings.submission_format == "probabilities":
-        if settings.task == "binary" and len(columns) == 1:
-            return "proba"
-        if single:
-            raise ConfigError(
-                f"comp.yaml: submission_format is probabilities but sample_submission has the single label "
-                f"column '{columns[0]}' for {len(names)} classes; set submission_format: labels"
-            )
-    elif single:
-        return "class"
-    if sorted(columns) != sorted(names):
-        raise ConfigError(
-            f"comp.yaml: label_columns ({', '.join(columns)}) do not match the classes "
-            f"({', '.join(names)}); each label column must name one class"
-        )
-    return "proba" if settings.submission_format == "probabilities" else "indicator"
-
-
-def threshold_vector(thresholds: dict[str, Any] | None, settings: CompSettings,
-                     source: str = "thresholds.json", run: str = "RUN") -> tuple[np.ndarray, int]:
-    """Thresholds (offsets for multiclass) in class order, and min_labels, from a run's thresholds.json.
-
-    A missing file, or a class without a tuned threshold (NaN: thresholds fitted for a probability
-    metric), is refused rather than replaced by 0.5: the run's CV was measured with tuned thresholds.
-    """
-    names = settings.output_names
-    if not thresholds:
-        raise RunError(f"{source} is missing, so the labels cannot be decided as the run's CV was measured; "
-                       f"re-fit it with `comp thresholds {run}`")
-    if thresholds.get("task", settings.task) != settings.task:
-        raise RunError(
-            f"{source} was fitted for a {thresholds.get('task')} task, comp.yaml says {settings.task}; "
-            f"re-fit them with `comp thresholds {run}`"
-        )
-    from comp.evaluation import threshold_values
-
-    t = threshold_values(thresholds, names)
-    if np.isnan(t).any():
-        missing = [c for c, v in zip(names, t, strict=True) if np.isnan(v)]
-        raise RunError(
-            f"{source} has no tuned threshold for class(es) {', '.join(missing[:5])} (fitted for metric "
-            f"{thresholds.get('metric')}, which scores probabilities); re-fit them for the competition's metric "
-            f"with `comp thresholds {run} --metric {settings.metric}`"
-        )
-    return t, int(thresholds.get("min_labels", settings.min_labels) or 0)
-
-
-def value_kind_problems(settings: CompSettings, sample: pd.DataFrame) -> list[str]:
-    """Why the value kind that will be submitted (labels or probabilities) does not fit the metric or
-    sample_submission.csv; empty when it fits. Kaggle marks a file of the wrong kind as an ERROR (or
-    scores it meaninglessly), and the daily submission is gone either way."""
-    import pandas as pd
-
-    from comp.metrics import METRICS
-
-    kind = "probabilities" if layout(settings) == "proba" else "labels"
-    problems = []
-    metric = METRICS[settings.metric]
-    wanted = "probabilities" if metric.needs_proba else "labels"
-    if kind != wanted:
-        problems.append(
-            f"metric {settings.metric} scores {wanted} but submission_format is {settings.submission_format or 'labels'}, "
-            f"so the file would hold {kind}; set submission_format: {wanted} in comp.yaml"
-        )
-    values = sample[list(settings.label_columns)].astype(str).apply(lambda c: c.str.strip()).to_numpy().ravel()
-    values = pd.Series([v for v in values if v])
-    if len(values):
-        numbers = pd.to_numeric(values, errors="coerce")
-        fractional = bool(numbers.notna().all() and (numbers != numbers.round()).any())
-        labels_like = bool(numbers.isna().any() or (numbers.notna().all() and numbers.nunique() > 1
-                                                     and set(numbers.unique()) <= {0, 1}))
-        shown = ", ".join(dict.fromkeys(values.head(50)))[:60]
-        if kind == "labels" and fractional:
-            problems.append(f"sample_submission.csv holds probabilities ({shown}) but the file would hold labels; "
-                            "set submission_format: probabilities in comp.yaml")
-        if kind == "probabilities" and labels_like:
-            problems.append(f"sample_submission.csv holds labels ({shown}) but the file would hold probabilities; "
-                            "set submission_format: labels in comp.yaml")
-    return problems
-
-
-# ---- building ----------------------------------------------------------------------------------
-
-
-def build_submission(
-    test_ids: list[str],
-    P: np.ndarray,
-    settings: CompSettings,
-    sample: pd.DataFrame,
-    thresholds: np.ndarray | None = None,
-    min_labels: int | None = None,
-) -> pd.DataFrame:
-    """The submission frame for test probabilities ``P`` (n_test, n_outputs), rows in ``test_ids`` order.
-
-    Columns and ids (as strings, leading zeros kept) follow ``sample``; thresholds (n_outputs,) default
-    to 0.5 (multiclass: offsets of 0, i.e. argmax).
-    """
-    import pandas as pd
-
-    kind = layout(settings)
-    names = settings.output_names
-    P = np.asarray(P, dtype=np.float64)
-    if P.ndim != 2 or P.shape != (len(test_ids), len(names)):
-        raise RunError(
-            f"test probabilities have shape {P.shape}, expected ({len(test_ids)}, {len(names)}) for the "
-            f"test ids and classes of comp.yaml; retrain the run"
-        )
-    id_column = settings.id_column
-    sample_ids = sample[id_column].astype(str).tolist()
-    order = _align(list(map(str, test_ids)), sample_ids)
-    P = P[order]
-    frame = pd.DataFrame({id_column: pd.Series(sample_ids, dtype="str")})
-    if kind == "proba":
-        if settings.task == "binary":
-            frame[settings.label_columns[0]] = P[:, 0]
-        else:
-            for j, name in enumerate(names):
-                frame[name] = P[:, j]
-    else:
-        if thresholds is None:
-            thresholds = np.full(len(names), 0.0 if settings.task == "multiclass" else 0.5)
-        from comp.thresholds import apply_thresholds
-
-        labels = apply_thresholds(P, thresholds, settings.task, settings.min_labels if min_labels is None else min_labels)
-        if kind == "indicator":
-            for j, name in enumerate(names):
-                frame[name] = labels[:, j].astype(np.int64)
-        else:
-            code = labels[:, 0] if settings.task == "binary" else np.argmax(labels, axis=1)
-            frame[settings.label_columns[0]] = _class_values(settings.classes, code)
-    unknown = [c for c in sample.columns if c not in frame.columns]
-    if unknown:
-        raise ConfigError(
-            f"sample_submission.csv has column(s) {', '.join(unknown)} that comp.yaml's id_column and "
-            "label_columns do not name; add them to label_columns or fix the file"
-        )
-    return frame[list(sample.columns)]
-
-
-def _align(test_ids: list[str], sample_ids: list[str]) -> np.ndarray:
-    """Indices that put rows in ``test_ids`` order into ``sample_ids`` order."""
-    index = {v: i for i, v in enumerate(test_ids)}
-    if len(index) != len(test_ids):
-        dup = sorted(v for v, n in Counter(test_ids).items() if n > 1)
-        raise RunError(f"the run's test probabilities repeat ids {_examples(dup)}; retrain the run")
-    missing = [v for v in sample_ids if v not in index]
-    extra = sorted(set(test_ids) - set(sample_ids))
-    if missing or extra:
-        raise RunError(
-            f"the run's test ids differ from sample_submission.csv's ({len(missing)} missing: "
-            f"{_examples(missing)}; {len(extra)} not in the sample: {_examples(extra)}); "
-            "retrain the run on the current data/"
-        )
-    return np.array([index[v] for v in sample_ids], dtype=np.int64)
-
-
-def _class_values(classes: list[Any], code: np.ndarray):
-    """Class values as train spells them: an int column when every class is an int, else strings."""
-    import pandas as pd
-
-    if all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
-        return np.asarray(classes, dtype=np.int64)[code]
-    return pd.Series([str(classes[i]) for i in code], dtype="str")
-
-
-def submission_text(frame: pd.DataFrame) -> str:
-    """The exact CSV text written for ``frame`` (UTF-8, no index, floats in shortest round-trip form)."""
-    return frame.to_csv(index=False, lineterminator="\n")
-
-
-# ---- validation --------------------------------------------------------------------------------
-
-
-def parse_submission(text: str) -> pd.DataFrame:
-    """Read submission CSV text as strings, as `comp.data.read_csv` reads the competition files."""
-    import pandas as pd
-
-    try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError) as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
-        raise DataError(f"the submission is not a valid CSV ({detail})") from None
-    return frame
-
-
-def check_submission(frame: pd.DataFrame, sample: pd.DataFrame, settings: CompSettings,
-                     reference: str = "sample_submission.csv") -> list[str]:
-    """Every problem of ``frame`` (strings, as read from the CSV) against ``sample`` (named ``reference``
-    in messages) and comp.yaml; an empty list when it is valid."""
-    problems: list[str] = []
-    columns, expected = list(frame.columns), list(sample.columns)
-    if columns != expected:
-        missing = [c for c in expected if c not in columns]
-        extra = [c for c in columns if c not in expected]
-        if missing or extra:
-            problems.append(
-                f"columns differ from {reference}'s (missing: {', '.join(missing) or 'none'}; "
-                f"unexpected: {', '.join(extra) or 'none'})"
-            )
-        else:
-            problems.append(f"columns are in the order {', '.join(columns)}; {reference} has {', '.join(expected)}")
-        return problems
-    id_column = settings.id_column
-    if len(frame) != len(sample):
-        problems.append(f"{len(frame)} rows, {reference} has {len(sample)}")
-    ids, sample_ids = frame[id_column].tolist(), sample[id_column].tolist()
-    if ids != sample_ids:
-        problems.append(_id_problem(ids, sample_ids, id_column, reference))
-    blank = frame.apply(lambda s: s.str.strip() == "")
-    for column in frame.columns:
-        rows = np.flatnonzero(blank[column].to_numpy())
-        if rows.size:
-            problems.append(f"column '{column}' is empty on {_where(frame, rows, id_column)}")
-    allowed_desc, ok = _allowed(settings)
-    for column in settings.label_columns:
-        values = frame[column].str.strip()
-        bad = np.flatnonzero(~ok(values).to_numpy() & ~blank[column].to_numpy())
-        if bad.size:
-            shown = _examples([repr(v) for v in dict.fromkeys(values.iloc[bad])])
-            problems.append(f"column '{column}' has values other than {allowed_desc} ({shown}) on {_where(frame, bad, id_column)}")
-    return problems
-
-
-def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, settings: CompSettings) -> str:
-    """Raise DataError naming the rows and columns at fault; return the CSV text that was checked."""
-    text = submission_text(frame)
-    problems = check_submission(parse_submission(text), sample, settings)
-    if problems:
-        raise DataError(f"the submission is invalid, nothing was written or uploaded: {'; '.join(problems)}")
-    return text
-
-
-def validate_file(path: str | Path, sample: pd.DataFrame, settings: CompSettings) -> None:
-    """Validate a submission CSV on disk (what Kaggle would read)."""
-    from comp.data import read_csv
-
-    problems = check_submission(read_csv(path), sample, settings)
-    if problems:
-        raise DataError(f"{Path(path).name} is invalid: {'; '.join(problems)}")
-
-
-def _allowed(settings: CompSettings):
-    import pandas as pd
-
-    kind = layout(settings)
-    if kind == "proba":
-        def ok(values):
-            numbers = pd.to_numeric(values, errors="coerce")
-            return numbers.notna() & (numbers >= 0) & (numbers <= 1)
-
-        return "probabilities in [0, 1]", ok
-    allowed = ["0", "1"] if kind == "indicator" else [str(c) for c in settings.classes]
-    return _examples(allowed, 10), lambda values: values.isin(allowed)
-
-
-def _id_problem(ids: list[str], sample_ids: list[str], id_column: str, reference: str) -> str:
-    seen, dup = set(), []
-    for v in ids:
-        if v in seen:
-            dup.append(v)
-        seen.add(v)
-    if dup:
-        return f"'{id_column}' repeats ids {_examples(list(dict.fromkeys(dup)))}"
-    expected = set(sample_ids)
-    missing = [v for v in sample_ids if v not in seen]
-    extra = [v for v in ids if v not in expected]
-    if missing or extra:
-        return (
-            f"'{id_column}' differs from {reference}'s: {len(missing)} id(s) missing "
-            f"({_examples(missing)}), {len(extra)} unknown ({_examples(extra)})"
-        )
-    first = next(i for i, (a, b) in enumerate(zip(ids, sample_ids, strict=True)) if a != b)
-    return (
-        f"ids are not in {reference}'s order: line {first + 2} has '{ids[first]}', "
-        f"{reference} has '{sample_ids[first]}'"
-    )
-
-
-def _where(frame: pd.DataFrame, rows: np.ndarray, id_column: str) -> str:
-    lines = _examples((rows + 2).tolist())  # +2: the header and 1-based lines
-    return f"{rows.size} line(s): {lines} (ids {_examples(frame[id_column].iloc[rows].tolist())})"
-
-
-def _examples(values, limit: int = _EXAMPLES) -> str:
-    values = list(values)
-    shown = ", ".join(str(v) for v in values[:limit])
-    return shown + (", ..." if len(values) > limit else "")
-
-
-# ---- comp submit -------------------------------------------------------------------------------
+__all__ = [
+    "SubmitOutcome", "build_submission", "check_submission", "default_message", "file_sha256", "layout",
+    "parse_submission", "score_metric", "submission_text", "submit_run", "threshold_vector",
+    "validate_file", "validate_submission", "value_kind_problems",
+]
 
 
 @dataclass

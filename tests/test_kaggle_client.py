@@ -15,6 +15,7 @@ import pytest
 
 from comp import kaggle_client as kc
 from comp.errors import KaggleError
+from comp.kaggle_credentials import find_credentials
 
 SLUG = "emotion-detection-spring-2024"
 
@@ -344,7 +345,7 @@ def test_no_message_or_log_contains_a_secret(server, monkeypatch, sub_file, tmp_
     check(kc.download_competition, SLUG, tmp_path)
 
     assert "***" in failures[0] and "***" in failures[1]  # the server's words are quoted, redacted
-    text = "\n".join(failures) + caplog.text + repr(kc._find_credentials())
+    text = "\n".join(failures) + caplog.text + repr(find_credentials())
     assert server.key not in text and server.token not in text
 
 
