@@ -38,9 +38,9 @@ from typing import Any
 
 import numpy as np
 
+from comp.decision import DefaultDecision
 from comp.errors import ConfigError, DataError
 from comp.metrics import check_labels, check_proba, check_task, get_metric, score
-from comp.thresholds import DefaultDecision
 
 
 def get_params(estimator) -> dict[str, Any]:

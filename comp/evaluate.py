@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from comp.decision import DEFAULT_THRESHOLD, default_labels
 from comp.errors import ConfigError, DataError
 from comp.metrics import get_metric, per_class, score
-from comp.submission import check_submission, layout
+from comp.submission_checks import check_submission
+from comp.submission_format import layout
 from comp.workspace import CompSettings
 
 if TYPE_CHECKING:
@@ -86,12 +88,9 @@ def score_frames(
     note = None
     if kind == "proba":
         P = _probabilities(sub, settings)
-        labels = _labels_from_proba(P, settings.task)
-        note = (
-            "labels for the per-class table: argmax"
-            if settings.task == "multiclass"
-            else ("labels for the per-class table: probability >= 0.5")
-        )
+        labels = default_labels(P, settings.task)
+        rule = "argmax" if settings.task == "multiclass" else f"probability >= {DEFAULT_THRESHOLD}"
+        note = f"labels for the per-class table: {rule}"
         value = score(metric, Y, P if spec.needs_proba else labels, settings.task)
     else:
         if spec.needs_proba:
@@ -122,14 +121,6 @@ def _probabilities(sub: pd.DataFrame, settings: CompSettings) -> np.ndarray:
     if settings.task == "binary":
         return sub[settings.label_columns[0]].astype(float).to_numpy()[:, None]
     return sub[settings.output_names].astype(float).to_numpy()
-
-
-def _labels_from_proba(P: np.ndarray, task: str) -> np.ndarray:
-    if task == "multiclass":
-        labels = np.zeros(P.shape, dtype=np.int64)
-        labels[np.arange(len(P)), np.argmax(P, axis=1)] = 1
-        return labels
-    return (P >= 0.5).astype(np.int64)
 
 
 def settings_from_key(key: pd.DataFrame, sub: pd.DataFrame) -> CompSettings:

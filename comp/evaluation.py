@@ -35,9 +35,10 @@ import numpy as np
 
 from comp.blend import MeanBlender
 from comp.chain import Chain, cross_fit
+from comp.decision import DefaultDecision
 from comp.errors import ConfigError, RunError
 from comp.metrics import METRICS, get_metric, score
-from comp.thresholds import DefaultDecision, ThresholdOptimizer
+from comp.thresholds import ThresholdOptimizer
 
 ESTIMATES = ("at_0.5", "tuned", "honest")
 

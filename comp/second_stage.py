@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from comp.decision import default_labels
 from comp.errors import CompError, ConfigError, RunError
 from comp.models.base import TaskInfo
 from comp.record import FoldsRecord, RunRecord, SecondStageRecord, TeacherRecord
@@ -67,10 +68,7 @@ def confidence(P: np.ndarray, task: str) -> np.ndarray:
 def hard_labels(P: np.ndarray, task: str) -> np.ndarray:
     """The teacher's decisions as indicators: argmax (multiclass), p >= 0.5 otherwise. Its tuned
     thresholds are not used: they were fitted on the OOF of every fold, fold k included."""
-    P = np.asarray(P, dtype=np.float64)
-    if task == "multiclass":
-        return np.eye(P.shape[1])[P.argmax(axis=1)]
-    return (P >= 0.5).astype(np.float64)
+    return default_labels(np.asarray(P, dtype=np.float64), task).astype(np.float64)
 
 
 def pseudo_targets(P: np.ndarray, task: str, mode: str, min_confidence: float) -> tuple[np.ndarray, np.ndarray]:

@@ -58,10 +58,10 @@ def seed_spread(per_seed: list[np.ndarray], Y: np.ndarray, folds: np.ndarray, se
 
 def _class_f1(P: np.ndarray, Y: np.ndarray, thresholds: np.ndarray, settings) -> np.ndarray:
     """Per-class F1 ``(n_classes,)`` with the given tuned thresholds (0.5 / argmax where none was tuned)."""
+    from comp.decision import apply_thresholds, default_thresholds
     from comp.metrics import per_class
-    from comp.thresholds import apply_thresholds
 
-    default = np.zeros(Y.shape[1]) if settings.task == "multiclass" else np.full(Y.shape[1], 0.5)
+    default = default_thresholds(settings.task, Y.shape[1])
     t = np.where(np.isnan(thresholds), default, thresholds)
     return np.asarray(per_class(Y, apply_thresholds(P, t, settings.task, settings.min_labels))["f1"], dtype=float)
 

@@ -149,9 +149,10 @@ def build_submission(
             for j, name in enumerate(names):
                 frame[name] = P[:, j]
     else:
+        from comp.decision import apply_thresholds, default_thresholds
+
         if thresholds is None:
-            thresholds = np.full(len(names), 0.0 if settings.task == "multiclass" else 0.5)
-        from comp.thresholds import apply_thresholds
+            thresholds = default_thresholds(settings.task, len(names))
 
         labels = apply_thresholds(P, thresholds, settings.task, settings.min_labels if min_labels is None else min_labels)
         if kind == "indicator":

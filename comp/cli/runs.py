@@ -61,7 +61,8 @@ def thresholds(
     scores, data, comp = rescore_run(ws, run, metric, offsets)
     settings = comp.settings
     if scores.tuned_for is not None and settings.task != "multiclass":
-        table = class_table(comp.Y, data.oof, data.classes, settings.task, scores.thresholds)
+        # min_labels as the thresholds were fitted with it, so the F1 columns agree with scores.json
+        table = class_table(comp.Y, data.oof, data.classes, settings.task, scores.thresholds, settings.min_labels)
         tables.threshold_gain(run, table, scores.tuned_for)
     console.echo(f"decision: {scores.method}")
     tables.scores(scores, f"run {run}")
