@@ -33,3 +33,10 @@ class RunError(CompError):
 
 class StorageError(CompError):
     """A file could not be written: the disk is full, or a folder is read-only."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): a library's
+    multi-line error, cut down to the one line comp prints."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

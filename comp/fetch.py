@@ -7,7 +7,6 @@ into place, so a bad download never leaves data/ half-written.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from comp.atomic import storage_errors
 from comp.data import build_competition, fill_schema, infer_schema, read_csv
+from comp.digest import sha256_file
 from comp.errors import DataError
 from comp.workspace import Workspace
 
@@ -117,7 +117,7 @@ def install_from(ws: Workspace, source: Path, origin: str, force: bool = False, 
             for p in staging.rglob("*")
             if p.is_file() and p not in found.values() and not (ws.data_dir / p.name).exists()
         }
-        changed = [t for t, p in targets.items() if t.exists() and _digest(t) != _digest(p)]
+        changed = [t for t, p in targets.items() if t.exists() and sha256_file(t) != sha256_file(p)]
         if changed and not force:
             raise DataError(
                 f"data/ already holds a different {changed[0].name}; pass --force to replace the competition "
@@ -142,8 +142,6 @@ def _shown(relative: Path, source: Path, origin: str) -> str:
     return f"{relative} in {origin}"
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def fetch_local(ws: Workspace, source: Path, force: bool = False) -> FetchResult:

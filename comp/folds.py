@@ -7,7 +7,6 @@ label counts (multilabel) or by StratifiedGroupKFold (multiclass, binary).
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 
 from comp.atomic import write_csv
 from comp.data import Competition, read_csv
+from comp.digest import sha256_file
 from comp.errors import DataError
 
 if TYPE_CHECKING:
@@ -149,11 +149,7 @@ def make_folds(comp: Competition, n_folds: int, seed: int, group_column: str | N
 
 def write_folds(path: Path, frame: pd.DataFrame) -> str:
     write_csv(path, frame)
-    return file_hash(path)
-
-
-def file_hash(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return sha256_file(path)
 
 
 def load_folds(path: Path, comp: Competition, n_folds: int | None = None) -> np.ndarray:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from comp.config import build
-from comp.errors import ConfigError, RunError
+from comp.errors import ConfigError, RunError, first_line
 
 # the layout this comp writes; a file without schema_version is version 1 (the same layout)
 SCHEMA_VERSION = 1
@@ -237,7 +237,7 @@ def read_record(path: Path, name: str) -> RunRecord:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise RunError(f"{path} is damaged ({_first_line(exc)}); {fix}") from None
+        raise RunError(f"{path} is damaged ({first_line(exc)}); {fix}") from None
     except OSError as exc:
         raise RunError(f"{path} cannot be read ({exc.strerror or exc}); check its permissions") from None
     if isinstance(raw, dict) and raw.get("kind") == "ensemble":
@@ -257,6 +257,3 @@ def write_record(path: Path, record: RunRecord) -> None:
     write_yaml(path, to_dict(record))
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

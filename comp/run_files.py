@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from comp.atomic import write_json, write_parquet
-from comp.errors import RunError
+from comp.errors import RunError, first_line
 from comp.record import RunRecord, read_record, rebuild_hint, write_record
 from comp.workspace import RunPaths
 
@@ -29,9 +29,6 @@ def write_run_yaml(paths: RunPaths, record: RunRecord) -> None:
     write_record(paths.run_yaml, record)
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def redo(name: str, record: RunRecord | None) -> str:

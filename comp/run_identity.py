@@ -7,10 +7,9 @@ every done.json to the run.yaml it was trained for.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from typing import Any
 
+from comp.digest import json_digest
 from comp.errors import RunError
 from comp.fingerprint import PARTS
 from comp.record import FoldsRecord, RunRecord, SecondStageRecord, plain
@@ -27,7 +26,7 @@ def run_digest(config: dict[str, Any], folds: FoldsRecord, data: dict[str, Any],
                 "data": {"columns": data.get("columns"), **{f"{s}.{p}": (data.get(s) or {}).get(p) for s, p in PARTS}}}
     if teachers is not None and teachers.teachers():
         identity["teachers"] = plain(teachers)
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json_digest(identity)
 
 
 def difference(paths: RunPaths, record: RunRecord, new: RunRecord, defaults: dict[str, Any]) -> RunError | None:

@@ -18,10 +18,11 @@ import numpy as np
 
 from comp.config import to_dict
 from comp.data import Competition, load_competition
+from comp.digest import sha256_file
 from comp.errors import ConfigError, RunError
 from comp.fingerprint import data_fingerprint
 from comp.fold_state import dir_state, done_folds, fold_state
-from comp.folds import file_hash, load_folds, make_folds, write_folds
+from comp.folds import load_folds, make_folds, write_folds
 from comp.locks import busy_folds, run_lock
 from comp.models import get_family, load_model_config, preflight
 from comp.models.base import TaskInfo
@@ -212,7 +213,7 @@ def prepare_run(ws: Workspace, config_path: Path, *, n_folds: int | None = None,
 
         # the teachers are checked against the fold file this run will use, before it is created
         expected = ws.folds_csv(n_folds, seed, settings.group_column)
-        expected_record = FoldsRecord(ws.relative(expected), file_hash(expected) if expected.exists() else "none", n_folds,
+        expected_record = FoldsRecord(ws.relative(expected), sha256_file(expected) if expected.exists() else "none", n_folds,
                                       seed, settings.group_column)
         try:
             stage = prepare_stage(ws, config, task, expected_record, run_name, family, comp)
@@ -227,7 +228,7 @@ def prepare_run(ws: Workspace, config_path: Path, *, n_folds: int | None = None,
             time.sleep(0.2)
         folds = load_folds(fold_path, comp, n_folds)
     config_dict = to_dict(config)
-    fold_record = FoldsRecord(ws.relative(fold_path), file_hash(fold_path), n_folds, seed, settings.group_column)
+    fold_record = FoldsRecord(ws.relative(fold_path), sha256_file(fold_path), n_folds, seed, settings.group_column)
     data = data_fingerprint(comp, now())
     new_record = RunRecord(
         name=run_name, kind="model", model=config.model, config=config_dict, config_file=ws.relative(Path(config_path)),

@@ -295,7 +295,7 @@ def prepare(ws: Workspace, config, task: TaskInfo, fold_record: FoldsRecord, stu
 
 def _read_extra(ws: Workspace, relative: str) -> tuple[tuple[list[str], list[str]], dict[str, Any]]:
     from comp.data import read_texts
-    from comp.folds import file_hash
+    from comp.digest import sha256_file
 
     path = ws.root / relative
     if not path.is_file():
@@ -306,4 +306,4 @@ def _read_extra(ws: Workspace, relative: str) -> tuple[tuple[list[str], list[str
         ids, texts = read_texts(path, settings)
     except CompError as exc:
         raise ConfigError(f"pseudo_labels.extra: {exc}") from None
-    return (ids, texts), {"file": relative, "hash": file_hash(path), "rows": len(ids)}
+    return (ids, texts), {"file": relative, "hash": sha256_file(path), "rows": len(ids)}

@@ -5,12 +5,12 @@ uploaded and recorded in the ledger. The building and validation functions are r
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from comp.digest import sha256_bytes
 from comp.errors import ConfigError, KaggleError
 from comp.submission_checks import check_submission, parse_submission, validate_file, validate_submission
 from comp.submission_format import (
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from comp.ledger import LedgerEntry
 
 __all__ = [
-    "SubmitOutcome", "build_submission", "check_submission", "default_message", "file_sha256", "layout",
+    "SubmitOutcome", "build_submission", "check_submission", "default_message", "layout",
     "parse_submission", "score_metric", "submission_text", "submit_run", "threshold_vector",
     "validate_file", "validate_submission", "value_kind_problems",
 ]
@@ -41,10 +41,6 @@ class SubmitOutcome:
     kaggle_message: str = ""
     left_today: int | None = None
     duplicate_of: LedgerEntry | None = None  # a dry run of a file already uploaded
-
-
-def file_sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def default_message(run: str, scores: dict[str, Any]) -> str:
@@ -85,7 +81,7 @@ def submit_run(ws: Workspace, run: str, message: str | None = None, dry_run: boo
         thresholds, min_labels = threshold_vector(data.thresholds, settings, ws.relative(ws.run(run).thresholds), run)
     frame = build_submission(data.test_ids, data.test, settings, sample, thresholds, min_labels)
     payload = validate_submission(frame, sample, settings).encode("utf-8")
-    digest = file_sha256(payload)
+    digest = sha256_bytes(payload)
     slug = settings.competition
     if not dry_run and not slug:
         raise ConfigError("comp.yaml has no competition slug; set competition: SLUG to upload (or pass --dry-run)")

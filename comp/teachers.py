@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from typing import Any
 
+from comp.digest import json_digest
 from comp.errors import RunError
 from comp.record import RunRecord, SecondStageRecord
 from comp.workspace import RunPaths, Workspace
@@ -38,7 +38,7 @@ def data_id(data: dict[str, Any] | None) -> str | None:
     if not isinstance(data, dict):
         return None
     parts = {f"{s}.{p}": (data.get(s) or {}).get(p) for s, p in PARTS}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json_digest(parts)
 
 
 def teacher_changes(ws: Workspace, record: RunRecord) -> list[str]:

@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 
 from comp.atomic import write_yaml
-from comp.errors import CompError, ConfigError
+from comp.errors import CompError, ConfigError, first_line
 from comp.run_paths import RunPaths
 from comp.settings import COMP_YAML, SUBMISSION_FORMATS, TASKS, CompSettings, check_folds
 
@@ -83,7 +83,7 @@ class Workspace:
         except FileNotFoundError:
             raise CompError(f"{self.settings_path} not found; run `comp init SLUG` first") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{self.settings_path} is not valid YAML: {_first_line(exc)}") from None
+            raise ConfigError(f"{self.settings_path} is not valid YAML: {first_line(exc)}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{self.settings_path} must be a mapping of settings")
         return CompSettings.from_dict(raw, source=str(self.settings_path))
@@ -177,8 +177,6 @@ def _natural(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def init_workspace(slug: str, root: str | Path, example_configs: dict[str, str]) -> Workspace:

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from comp.errors import DataError
+from comp.errors import DataError, first_line
 from comp.models.hf import hub
 
 
@@ -60,7 +60,7 @@ def _call_load(datasets, name: str, config: str | None, spec: str, *, offline: b
                 "check the name, or point --hf at a local folder"
             ) from None
         if isinstance(exc, (datasets.exceptions.DatasetsError, FileNotFoundError)):
-            raise DataError(f"cannot read Hugging Face dataset {spec}: {_first_line(exc)}") from None
+            raise DataError(f"cannot read Hugging Face dataset {spec}: {first_line(exc)}") from None
         raise
 
 
@@ -144,6 +144,3 @@ def _listed(message: str, pattern: str) -> list[str] | None:
     return None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -21,7 +21,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from comp.errors import ConfigError
+from comp.errors import ConfigError, first_line
 
 # bitsandbytes, imported by transformers, warns at import about an optional CPU kernel we never use
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
@@ -133,9 +133,6 @@ def resolve_backbone(backbone: str) -> str:
     )
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def fingerprint(resolved: str, kind: str = "model") -> str:
