@@ -17,11 +17,10 @@ def init(
     directory: Annotated[Path | None, typer.Argument(help="Folder to create (default: ./SLUG).")] = None,
 ) -> None:
     """Create a workspace: comp.yaml, configs/ with example model configs, data/, submissions/."""
-    from importlib.resources import files
-
+    from comp.config import example_configs
     from comp.workspace import init_workspace
 
-    examples = {p.name: p.read_text(encoding="utf-8") for p in files("comp").joinpath("configs").iterdir() if p.name.endswith(".yaml")}
+    examples = example_configs()
     ws = init_workspace(slug, directory or Path(slug), examples)
     console.echo(f"created workspace {ws.root}")
     console.echo(f"  comp.yaml, configs/ ({len(examples)} example configs), data/, submissions/")
