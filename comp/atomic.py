@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from comp.errors import StorageError
 
 _REASONS = {
@@ -138,7 +140,6 @@ def write_parquet(path: str | Path, frame) -> None:
 
 
 def write_npy(path: str | Path, array) -> None:
-    import numpy as np
 
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from comp.errors import DataError
 from comp.workspace import CompSettings, Workspace
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 SCHEMA_FIELDS = ("task", "id_column", "text_columns", "label_columns", "classes", "submission_format")
 _EXAMPLES = 5
@@ -27,7 +25,6 @@ def read_csv(path: str | Path, shown: str | None = None) -> pd.DataFrame:
 
     ``shown`` is how messages name the file (default: its path).
     """
-    import pandas as pd
 
     path = Path(path)
     name = shown or str(path)
@@ -63,7 +60,6 @@ def _require_columns(frame: pd.DataFrame, columns: list[str], path: Path, hint: 
 
 
 def _is_numeric(values: pd.Series) -> bool:
-    import pandas as pd
 
     nonblank = values[values.str.strip() != ""]
     return len(nonblank) > 0 and pd.to_numeric(nonblank, errors="coerce").notna().all()

@@ -10,17 +10,16 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
+from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from comp.atomic import write_csv
 from comp.data import Competition, read_csv
 from comp.digest import sha256_file
 from comp.errors import DataError
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 
 def assign_folds(Y: np.ndarray, task: str, n_folds: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
@@ -37,13 +36,9 @@ def assign_folds(Y: np.ndarray, task: str, n_folds: int, seed: int, groups: np.n
         if groups is not None:
             return _grouped_folds(Y, task, n_folds, seed, groups)
         if task == "multilabel":
-            from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-
             splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
             splits = splitter.split(np.zeros(n), Y)
         else:
-            from sklearn.model_selection import StratifiedKFold
-
             y = _class_codes(Y, task)
             splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
             try:
@@ -60,14 +55,11 @@ def _class_codes(Y: np.ndarray, task: str) -> np.ndarray:
 
 
 def _grouped_folds(Y: np.ndarray, task: str, n_folds: int, seed: int, groups: np.ndarray) -> np.ndarray:
-    import pandas as pd
 
     codes, uniques = pd.factorize(pd.Series(groups), sort=True)
     if len(uniques) < n_folds:
         raise DataError(f"the group column has {len(uniques)} groups, fewer than {n_folds} folds; use fewer folds")
     if task == "multilabel":
-        from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-
         # one row per group: does the group contain the class at all
         group_Y = np.zeros((len(uniques), Y.shape[1]), dtype=np.uint8)
         np.maximum.at(group_Y, codes, Y)
@@ -76,7 +68,6 @@ def _grouped_folds(Y: np.ndarray, task: str, n_folds: int, seed: int, groups: np
         for k, (_, valid) in enumerate(splitter.split(np.zeros(len(uniques)), group_Y)):
             group_folds[valid] = k
         return group_folds[codes]
-    from sklearn.model_selection import StratifiedGroupKFold
 
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     folds = np.full(len(Y), -1, dtype=np.int64)
@@ -132,7 +123,6 @@ def class_warnings(Y: np.ndarray, classes: list[str], n_folds: int, task: str) -
 
 def make_folds(comp: Competition, n_folds: int, seed: int, group_column: str | None = None) -> pd.DataFrame:
     """A DataFrame (id, fold) in train order."""
-    import pandas as pd
 
     settings = comp.settings
     groups = None

@@ -41,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 from comp.errors import ConfigError, DataError
 
@@ -256,7 +257,6 @@ def _rows_metric(from_rows):
 def roc_auc_macro(Y_true: np.ndarray, P: np.ndarray, task: str) -> float:
     """Mean one-vs-rest ROC AUC over classes (sklearn's ``roc_auc_score`` per column); classes whose
     true labels are all equal are skipped (their AUC is undefined). NaN when no class has both labels."""
-    from sklearn.metrics import roc_auc_score
 
     n_pos = np.count_nonzero(Y_true, axis=0)
     keep = np.flatnonzero((n_pos > 0) & (n_pos < Y_true.shape[0]))

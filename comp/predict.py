@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from comp.config import build
 from comp.errors import RunError
@@ -21,9 +21,6 @@ from comp.record import RunRecord
 from comp.run_files import read_run_yaml
 from comp.runlog import is_main_process
 from comp.workspace import Workspace
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 
 def saved_model_dir(paths, fold: int, seed: int = 0, n_seeds: int = 1) -> Path:
@@ -45,7 +42,6 @@ def predict_run(
     Returns a DataFrame with the id column and one probability column per class (comp.yaml
     order), rows in the order of the file.
     """
-    import pandas as pd
 
     log = log or (lambda message: None)
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)

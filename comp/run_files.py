@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from comp.atomic import write_json, write_parquet
 from comp.errors import RunError, first_line
@@ -51,7 +52,6 @@ def read_json_file(path: Path, name: str, record: RunRecord | None, fix: str | N
 
 def write_run_outputs(paths: RunPaths, id_column: str, classes: list[str], train_ids: list[str], folds: np.ndarray,
                       oof: np.ndarray, test_ids: list[str], test: np.ndarray, scores: dict, thresholds: dict) -> None:
-    import pandas as pd
 
     oof_frame = pd.DataFrame(oof.astype(np.float64), columns=classes)
     oof_frame.insert(0, "fold", folds.astype(np.int64))

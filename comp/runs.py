@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from comp.atomic import write_json
 from comp.errors import RunError
@@ -97,7 +98,6 @@ def load_run(ws: Workspace, name: str, classes: list[str] | None = None, check: 
 
 
 def _read_probabilities(path: Path, name: str, record: RunRecord):
-    import pandas as pd
 
     try:
         return pd.read_parquet(path)

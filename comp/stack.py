@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
 
 from comp.chain import check_members
 from comp.errors import ConfigError, DataError
@@ -45,7 +46,6 @@ def check_meta_model(name: str) -> str:
 @functools.cache
 def _controller():
     """The BLAS/OpenMP thread pools of the loaded libraries (found once: finding them takes ms)."""
-    import sklearn.linear_model  # noqa: F401  (loads the BLAS the controller must see)
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
@@ -109,8 +109,6 @@ class StackBlender:
     # ---- fitting -----------------------------------------------------------------------------
     def _model(self):
         if self.meta_model == "logistic":
-            from sklearn.linear_model import LogisticRegression
-
             return LogisticRegression(C=self.C, max_iter=1000)
         import lightgbm
 

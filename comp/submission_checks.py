@@ -6,21 +6,17 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from comp.errors import DataError
 from comp.submission_format import layout, listed, submission_text
 from comp.workspace import CompSettings
 
-if TYPE_CHECKING:
-    import pandas as pd
-
 
 def parse_submission(text: str) -> pd.DataFrame:
     """Read submission CSV text as strings, as `comp.data.read_csv` reads the competition files."""
-    import pandas as pd
 
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
@@ -87,7 +83,6 @@ def validate_file(path: str | Path, sample: pd.DataFrame, settings: CompSettings
 
 
 def _allowed(settings: CompSettings):
-    import pandas as pd
 
     kind = layout(settings)
     if kind == "proba":

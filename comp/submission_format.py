@@ -15,15 +15,13 @@ The validation of the text written is in comp.submission_checks; comp.submission
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from comp.errors import ConfigError, RunError
 from comp.workspace import CompSettings
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 _EXAMPLES = 5  # values quoted in a message
 
@@ -84,7 +82,6 @@ def value_kind_problems(settings: CompSettings, sample: pd.DataFrame) -> list[st
     """Why the value kind that will be submitted (labels or probabilities) does not fit the metric or
     sample_submission.csv; empty when it fits. Kaggle marks a file of the wrong kind as an ERROR (or
     scores it meaninglessly), and the daily submission is gone either way."""
-    import pandas as pd
 
     from comp.metrics import METRICS
 
@@ -127,7 +124,6 @@ def build_submission(
     Columns and ids (as strings, leading zeros kept) follow ``sample``; thresholds (n_outputs,) default
     to 0.5 (multiclass: offsets of 0, i.e. argmax).
     """
-    import pandas as pd
 
     kind = layout(settings)
     names = settings.output_names
@@ -189,7 +185,6 @@ def _align(test_ids: list[str], sample_ids: list[str]) -> np.ndarray:
 
 def _class_values(classes: list[Any], code: np.ndarray):
     """Class values as train spells them: an int column when every class is an int, else strings."""
-    import pandas as pd
 
     if all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
         return np.asarray(classes, dtype=np.int64)[code]

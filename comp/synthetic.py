@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from comp.atomic import write_csv
 
@@ -64,7 +65,6 @@ class SyntheticCompetition:
 
     def write(self, folder: Path) -> dict[str, Path]:
         """Write train.csv, test.csv, sample_submission.csv and the answer key test_labels.csv."""
-        import pandas as pd
 
         rng = np.random.default_rng(self.seed)
         n = self.train_rows + self.test_rows

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from comp.atomic import write_csv
 from comp.errors import DataError
 from comp.hf_dataset.loading import load_dataset_dict
@@ -92,7 +94,6 @@ def export_hf_dataset(
     ``label_column`` picks the label feature when the dataset has several candidates.
     Nothing is written unless every file can be built.
     """
-    import pandas as pd
 
     name, config = parse_spec(spec)
     dsd, source = load_dataset_dict(name, config, spec)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
+
 from comp.errors import DataError
 
 ID = "id"
@@ -149,8 +152,6 @@ def list_values(dsd, splits: list[str], column: str) -> list[str]:
 
 def split_frame(ds, split: str, text_cols: list[str], label: Label, id_col: str | None, spec: str):
     """-> (frame with __generated_id, __dataset_id and texts; label columns; boolean Series of unlabelled rows)."""
-    import numpy as np
-    import pandas as pd
 
     has_id = id_col is not None and id_col in ds.column_names
     has_label = label.name in ds.column_names
@@ -199,7 +200,6 @@ def base_frame(frame, id_key: str, text_cols: list[str]):
 
 def plain_values(values):
     """Integral floats (ints that met a missing value) back to ints; bools to 0/1."""
-    import pandas as pd
 
     if pd.api.types.is_bool_dtype(values):
         return values.astype("int64")

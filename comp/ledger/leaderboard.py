@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy.stats import pearsonr, spearmanr
 
 from comp.errors import CompError, KaggleError
 from comp.ledger.store import REFRESHED, Ledger, LedgerEntry
@@ -112,7 +113,6 @@ def correlation(entries: list[LedgerEntry], metric: str | None = None) -> Correl
     scored = [e for e in scored if e.metric == metric or (e.metric is None and metric is None)]
     if len(scored) < 3:
         return None
-    from scipy.stats import pearsonr, spearmanr
 
     lb = np.array([e.public_score for e in scored], dtype=float)
 

@@ -20,6 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import FeatureUnion
+from sklearn.utils._param_validation import InvalidParameterError
 
 from comp.errors import ConfigError
 
@@ -27,8 +31,6 @@ from comp.errors import ConfigError
 def ngram_features(word_ngrams: list[int] | None, char_ngrams: list[int] | None, **vectorizer_args):
     """Word n-grams (words and punctuation as tokens) and char_wb n-grams side by side.
     ``vectorizer_args`` go to both TfidfVectorizers (min_df, sublinear_tf, binary, ...)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.pipeline import FeatureUnion
 
     parts = []
     if word_ngrams:
@@ -46,7 +48,6 @@ def check_estimator(estimator, keys: dict[str, str] | None = None) -> None:
     to the config keys that set them, so the error starts with the key to fix (the training loop
     adds the config file's name).
     """
-    from sklearn.utils._param_validation import InvalidParameterError
 
     try:
         estimator._validate_params()  # what every sklearn estimator runs at the start of fit
@@ -61,7 +62,6 @@ def check_estimator(estimator, keys: dict[str, str] | None = None) -> None:
 def _fit_logistic(X, y: np.ndarray, params: dict, sample_weight: np.ndarray | None = None
                   ) -> tuple[object, list[tuple[type, str]]]:
     """One logistic regression, and the warnings it raised (a worker process cannot log them)."""
-    from sklearn.linear_model import LogisticRegression
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -192,7 +192,6 @@ class LinearHead:
 
     def estimators(self, n_features: int = 2, n_samples: int = 1) -> list:
         """The unfitted sklearn estimators ``fit`` builds (one kind per task), for parameter checks."""
-        from sklearn.linear_model import LogisticRegression
 
         if self.task == "multiclass":
             return [LogisticRegression(**self._multinomial_params())]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from sklearn.preprocessing import StandardScaler
 
 from comp.atomic import write_bytes, write_text
 from comp.config import ModelConfig
@@ -193,7 +194,6 @@ class Model:
     def fit(self, texts: Sequence[str], Y: np.ndarray, valid=None, sample_weight: np.ndarray | None = None) -> Model:
         """texts: n_samples strings; Y: (n_samples, n_outputs) indicators or soft targets in [0, 1];
         sample_weight: (n_samples,) row weights or None. ``valid`` is not needed."""
-        from sklearn.preprocessing import StandardScaler
 
         c = self.config
         X = self._vectors(texts)

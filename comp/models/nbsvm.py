@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
 
 from comp.atomic import write_bytes
 from comp.config import ModelConfig
@@ -101,7 +102,6 @@ class Model:
         return self
 
     def _classifier(self, dual: bool, balanced: bool = True):
-        from sklearn.linear_model import LogisticRegression
 
         weight = None if self.config.class_weight == "none" or not balanced else "balanced"
         seed = self.context.seed if self.context is not None else 0

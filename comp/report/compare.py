@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from comp.atomic import write_csv, write_text
 from comp.errors import CompError, DataError, RunError
@@ -21,8 +22,6 @@ from comp.report.run import check_out_folder
 from comp.report.tables import class_table, thresholds_from_json
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from comp.workspace import Workspace
 
 
@@ -31,7 +30,6 @@ def oof_correlation(oofs: dict[str, np.ndarray], method: str = "pearson") -> pd.
     mean over classes, so the gap between common and rare classes does not inflate it.
     ``oofs`` maps run name -> ``(n_samples, n_outputs)``; ``method`` pearson or spearman. A class
     that is constant in a run is left out of that pair's mean."""
-    import pandas as pd
 
     if method not in ("pearson", "spearman"):
         raise CompError(f"unknown correlation method '{method}'; choose pearson or spearman")
@@ -106,7 +104,6 @@ def write_comparison(
     """Per-class tuned F1 side by side, the CV of runs ``names`` in one ``metric`` (default:
     comp.yaml's; a run without a score in it gets none, and a note) and their OOF correlation, as
     tables, PNGs and compare.html in ``out`` (default reports/compare-<runs>/)."""
-    import pandas as pd
 
     from comp import plots
     from comp.runs import labels_for, load_run

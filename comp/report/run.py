@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
 from comp.atomic import write_csv, write_text
 from comp.decision import default_label
 from comp.errors import CompError
@@ -137,7 +139,6 @@ def per_class_caption(task: str) -> str:
 
 
 def _run_html(report: RunReport, run, n_train: int, n_test: int) -> str:
-    import pandas as pd
 
     t = report.tables
     record = run.record

@@ -10,17 +10,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_curve
 
 from comp.decision import apply_thresholds, default_label, default_thresholds
 from comp.errors import DataError
 from comp.evaluation import ESTIMATES
 from comp.metrics import check_labels, check_proba, expand_binary, per_class
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 N_WEAKEST = 5  # classes that get a precision-recall panel
 
@@ -50,7 +49,6 @@ def class_table(
     ``(n_outputs,)`` or None for the default decision. ``min_labels`` applies to both decisions,
     as in the run's scores.json.
     """
-    import pandas as pd
 
     Y = check_labels(Y, task, "Y")
     P = check_proba(P, Y.shape, task)
@@ -80,7 +78,6 @@ def class_table(
 def fold_table(per_fold: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """scores.json's ``per_fold`` list as a frame: fold, rows, at_0.5, tuned, honest, seconds (the
     scores and seconds float, NaN where a run has none)."""
-    import pandas as pd
 
     columns = ["fold", "rows", *ESTIMATES, "seconds"]
     frame = pd.DataFrame([{c: row.get(c) for c in columns} for row in per_fold], columns=columns)
@@ -92,7 +89,6 @@ def fold_table(per_fold: Sequence[dict[str, Any]]) -> pd.DataFrame:
 
 def fold_spread(folds: pd.DataFrame) -> pd.DataFrame:
     """Per estimate (at_0.5, tuned, honest): mean, std (ddof=1), min, max and max - min over folds."""
-    import pandas as pd
 
     rows = []
     for name in ESTIMATES:
@@ -116,7 +112,6 @@ def prevalence_table(Y, oof_labels, test_labels, classes: Sequence[str]) -> pd.D
     """Share of rows with each class: true in train, predicted on the OOF and predicted on test.
     All inputs 0/1 ``(n_rows, n_outputs)``; a test share far from the OOF share means the test set
     (or the model's behaviour on it) differs from the training data."""
-    import pandas as pd
 
     return pd.DataFrame(
         {
@@ -132,8 +127,6 @@ def confusion_table(Y, labels, names: Sequence[str], task: str) -> pd.DataFrame:
     """sklearn's ``confusion_matrix`` ``(n_classes, n_classes)`` as a frame, rows the true class and
     columns the predicted one, for a single-label task (multiclass one-hot; binary one column,
     expanded to [negative, positive])."""
-    import pandas as pd
-    from sklearn.metrics import confusion_matrix
 
     if task == "multilabel":
         raise DataError(
@@ -155,7 +148,6 @@ def pr_curve(y, p) -> dict[str, np.ndarray | float]:
     """sklearn's ``precision_recall_curve`` from the highest threshold to the lowest (recall rising,
     without sklearn's closing point at recall 0) and ``average_precision_score``. ``y`` 0/1 and
     ``p`` ``(n_samples,)``; needs at least one positive."""
-    from sklearn.metrics import average_precision_score, precision_recall_curve
 
     y = np.asarray(y, dtype=bool)
     p = np.asarray(p, dtype=float)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit, softmax
 
 
 def class_weight_values(Y: np.ndarray, task: str, mode: str, cap: float) -> np.ndarray | None:
@@ -77,7 +78,6 @@ class Loss:
 def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
     """Logits (n_samples, n_outputs) -> float64 probabilities: scipy's ``softmax`` over each row
     (multiclass) or its ``expit`` (the logistic sigmoid) per value."""
-    from scipy.special import expit, softmax
 
     logits = np.asarray(logits, dtype=np.float64)
     return softmax(logits, axis=1) if task == "multiclass" else expit(logits)
