@@ -32,6 +32,7 @@ test: install-dev
 
 lint: install-dev
 	$(BIN)/ruff check comp tests bench
+	$(BIN)/ruff format --check comp tests bench
 
 bench: install
 	$(BIN)/pip install --quiet -e ".[bench]"

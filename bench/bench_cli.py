@@ -40,19 +40,28 @@ def main() -> None:
     load = os.getloadavg()[0]  # other work on the machine slows every row alike
     times = {name: [timed(argv) for _ in range(RUNS)] for name, argv in CASES.items()}
     counted = subprocess.run(
-        [sys.executable, "-c", "import sys, runpy\nsys.argv = ['comp', '--help']\ntry:\n"
-         "    runpy.run_module('comp', run_name='__main__', alter_sys=True)\nexcept SystemExit:\n    pass\n"
-         "print(len(sys.modules), sum(m == 'comp' or m.startswith('comp.') for m in sys.modules), file=sys.stderr)"],
-        capture_output=True, text=True, check=True).stderr.split()
+        [
+            sys.executable,
+            "-c",
+            "import sys, runpy\nsys.argv = ['comp', '--help']\ntry:\n"
+            "    runpy.run_module('comp', run_name='__main__', alter_sys=True)\nexcept SystemExit:\n    pass\n"
+            "print(len(sys.modules), sum(m == 'comp' or m.startswith('comp.') for m in sys.modules), file=sys.stderr)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr.split()
     rows = "\n".join(
         f"| `{name}` | {statistics.median(w for w, _ in t):.2f} | {min(w for w, _ in t):.2f} | "
         f"{max(w for w, _ in t):.2f} | {statistics.median(c for _, c in t):.2f} |"
-        for name, t in times.items())
+        for name, t in times.items()
+    )
     text = f"""## `comp --help` start-up
 
-Median wall time and CPU time of {RUNS} runs each, in seconds ({machine()}, 1-minute load average {load:.1f} at the start). `comp --help` imports {counted[0]} modules in
-all, {counted[1]} of them comp's, and none of torch, transformers, peft, datasets, kaggle, matplotlib, optuna,
-pandas or sklearn (tests/test_cli.py checks that for `--help` and every `COMMAND --help`).
+Median wall time and CPU time of {RUNS} runs each, in seconds ({machine()}, 1-minute load average
+{load:.1f} at the start). `comp --help` imports {counted[0]} modules in all, {counted[1]} of them comp's,
+and none of torch, transformers, peft, datasets, kaggle, matplotlib, optuna, pandas or sklearn
+(tests/test_cli.py checks that for `--help` and every `COMMAND --help`).
 
 | command | median wall s | min wall s | max wall s | median CPU s (user + sys) |
 |---|---:|---:|---:|---:|

@@ -33,7 +33,8 @@ def fit_threads(head: LinearHead, X, Y) -> list:
 
     params = head._binary_params(X.shape[1] > X.shape[0])
     fitted = Parallel(n_jobs=head.n_jobs, backend="threading")(
-        delayed(_fit_logistic)(X, Y[:, j], params) for j in range(Y.shape[1]))
+        delayed(_fit_logistic)(X, Y[:, j], params) for j in range(Y.shape[1])
+    )
     head.models_ = [m for m, _ in fitted]
     head.n_outputs_ = Y.shape[1]
     return head
@@ -53,14 +54,19 @@ def main() -> int:
     classes = [c for c in frame.columns if c not in ("id", "text")]
     train, test = frame.iloc[: args.rows], frame.iloc[args.rows : args.rows + 2000]
     Y = train[classes].to_numpy(dtype=np.uint8)
-    vectorizer = ngram_features([1, 2], [2, 5], min_df=2, max_features=200_000, sublinear_tf=True,
-                                strip_accents="unicode", dtype=np.float32)
+    vectorizer = ngram_features(
+        [1, 2], [2, 5], min_df=2, max_features=200_000, sublinear_tf=True, strip_accents="unicode", dtype=np.float32
+    )
     X = vectorizer.fit_transform(train["text"].tolist()).tocsr()
     X.sum_duplicates()
     Xt = vectorizer.transform(test["text"].tolist())
     print(f"{X.shape[0]} rows x {X.shape[1]} features, {len(classes)} classes, {args.jobs} jobs", flush=True)
 
-    variants = (("sequential", 1, None), ("threads (before)", args.jobs, fit_threads), ("processes (now)", args.jobs, None))
+    variants = (
+        ("sequential", 1, None),
+        ("threads (before)", args.jobs, fit_threads),
+        ("processes (now)", args.jobs, None),
+    )
     outputs = {name: [] for name, _, _ in variants}
     seconds = {name: [] for name, _, _ in variants}
     for _ in range(2):  # interleaved, so that a change in the machine's load hits every variant alike

@@ -24,12 +24,21 @@ COMMAND = ".venv/bin/python bench/bench_distill.py"
 STUDENTS = [  # (run, what the tfidf config gains, label)
     ("student-plain", "", "tfidf, no teacher"),
     ("student-pseudo-soft", "pseudo_labels: {{run: {t}, mode: soft, weight: 0.5}}", "pseudo-labels, soft, weight 0.5"),
-    ("student-pseudo-hard", "pseudo_labels: {{run: {t}, mode: hard, min_confidence: 0.7}}",
-     "pseudo-labels, hard, min_confidence 0.7"),
-    ("student-distill-safe", "distill: {{run: {t}, mode: fold_safe, alpha: 0.5, temperature: 2.0}}",
-     "distill fold_safe, alpha 0.5, T 2"),
-    ("student-distill-oof", "distill: {{run: {t}, mode: oof, alpha: 0.5, temperature: 2.0}}",
-     "distill oof, alpha 0.5, T 2 (cv optimistic)"),
+    (
+        "student-pseudo-hard",
+        "pseudo_labels: {{run: {t}, mode: hard, min_confidence: 0.7}}",
+        "pseudo-labels, hard, min_confidence 0.7",
+    ),
+    (
+        "student-distill-safe",
+        "distill: {{run: {t}, mode: fold_safe, alpha: 0.5, temperature: 2.0}}",
+        "distill fold_safe, alpha 0.5, T 2",
+    ),
+    (
+        "student-distill-oof",
+        "distill: {{run: {t}, mode: oof, alpha: 0.5, temperature: 2.0}}",
+        "distill oof, alpha 0.5, T 2 (cv optimistic)",
+    ),
 ]
 
 
@@ -38,13 +47,15 @@ def bench(name: str, teacher: str) -> tuple[list[tuple], str, dict]:
     _, Y_test = answer_matrix(ws, name)
     base = (ws.configs_dir / "tfidf.yaml").read_text()
     teacher_run = f"teacher-{teacher}"
-    (ws.configs_dir / f"{teacher_run}.yaml").write_text((ws.configs_dir / f"{teacher}.yaml").read_text()
-                                                        + "\nsave_models: true\n")
+    (ws.configs_dir / f"{teacher_run}.yaml").write_text(
+        (ws.configs_dir / f"{teacher}.yaml").read_text() + "\nsave_models: true\n"
+    )
     rows = []
 
     def row(run: str, label: str, seconds: float, scores) -> None:
-        rows.append((name, run, label, scores.at_05, scores.tuned, scores.honest, *test_scores(ws, name, run, Y_test),
-                     seconds))
+        rows.append(
+            (name, run, label, scores.at_05, scores.tuned, scores.honest, *test_scores(ws, name, run, Y_test), seconds)
+        )
         print(rows[-1], flush=True)
 
     result = train(ws, ws.configs_dir / f"{teacher_run}.yaml", n_folds=5)
@@ -88,14 +99,23 @@ def main() -> None:
         "file `comp submit --dry-run` writes, scored by `comp evaluate` against `test_labels.csv`. Seconds: the",
         "student's whole `comp train` (the teacher: its summed fold times).",
         "",
-        "| dataset | run | setting | CV at 0.5 | CV tuned | CV honest | test at 0.5 | test tuned | honest - test | seconds |",
+        "| dataset | run | setting | CV at 0.5 | CV tuned | CV honest | test at 0.5 | test tuned | honest - test | "
+        "seconds |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    lines += [f"| {d} | {r} | {label} | {fmt(a)} | {fmt(b)} | {fmt(c)} | {fmt(e)} | {fmt(f)} | {c - f:+.4f} | {s:.0f} |"
-              for d, r, label, a, b, c, e, f, s in rows]
-    lines += ["", "How much OOF distillation flatters the CV (honest CV minus test tuned, against the fold-safe student's):"]
-    lines += [f"- {name}: oof {g['student-distill-oof']:+.4f}, fold_safe {g['student-distill-safe']:+.4f}, "
-              f"no teacher {g['student-plain']:+.4f}" for name, g in gaps.items()]
+    lines += [
+        f"| {d} | {r} | {label} | {fmt(a)} | {fmt(b)} | {fmt(c)} | {fmt(e)} | {fmt(f)} | {c - f:+.4f} | {s:.0f} |"
+        for d, r, label, a, b, c, e, f, s in rows
+    ]
+    lines += [
+        "",
+        "How much OOF distillation flatters the CV (honest CV minus test tuned, against the fold-safe student's):",
+    ]
+    lines += [
+        f"- {name}: oof {g['student-distill-oof']:+.4f}, fold_safe {g['student-distill-safe']:+.4f}, "
+        f"no teacher {g['student-plain']:+.4f}"
+        for name, g in gaps.items()
+    ]
     lines += ["", "Did the students' honest CV rank them in the same order as test tuned?"]
     lines += [f"- {name}: {order}" for name, order in orders.items()]
     write_section("distill", "\n".join(lines))

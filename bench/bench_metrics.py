@@ -50,17 +50,25 @@ def main() -> int:
         "|---|---:|---:|---:|---:|",
     ]
     for task, y, p, sk in (
-        ("multilabel", Y, P, lambda: sk_log_loss(Y.ravel(), np.column_stack([1 - P.ravel(), P.ravel()]),
-                                                  labels=[False, True])),
+        (
+            "multilabel",
+            Y,
+            P,
+            lambda: sk_log_loss(Y.ravel(), np.column_stack([1 - P.ravel(), P.ravel()]), labels=[False, True]),
+        ),
         ("multiclass", Ym, Pm, lambda: sk_log_loss(Ym.argmax(1), Pm, labels=np.arange(args.classes))),
     ):
         ours = best_of(lambda y=y, p=p, task=task: log_loss(y, p, task), args.repeats)
         theirs = best_of(sk, args.repeats)
         diff = abs(log_loss(y, p, task) - sk())
         lines.append(f"| {task} | {ours:.4f} | {theirs:.4f} | {theirs / ours:.1f}x | {diff:.1e} |")
-    lines += ["", "comp keeps its own three-line expression for this reason (comment in comp/metrics.py);",
-              "tests/test_metrics.py checks it against sklearn.", "",
-              "Reproduce: `.venv/bin/python bench/bench_metrics.py`"]
+    lines += [
+        "",
+        "comp keeps its own three-line expression for this reason (comment in comp/metrics.py);",
+        "tests/test_metrics.py checks it against sklearn.",
+        "",
+        "Reproduce: `.venv/bin/python bench/bench_metrics.py`",
+    ]
     write_section("metrics", "\n".join(lines))
     print("\n".join(lines))
     return 0

@@ -39,8 +39,14 @@ LLAMA3_TEMPLATE = (
 )
 SPECIAL = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
 SHAPE = dict(
-    hidden_size=768, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=12,
-    num_key_value_heads=4, vocab_size=32000, max_position_embeddings=4096, tie_word_embeddings=True,
+    hidden_size=768,
+    intermediate_size=2048,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    num_key_value_heads=4,
+    vocab_size=32000,
+    max_position_embeddings=4096,
+    tie_word_embeddings=True,
 )
 EMOTION = ["anger", "joy", "optimism", "sadness"]
 
@@ -93,8 +99,11 @@ def workloads(rows: int):
     shots = select_examples(Y, 8, seed=0)
     examples = [(e.text[i].strip(), EMOTION[int(e.label[i])]) for i in shots]
     prompt = chat_prompt(
-        tok, "Which emotion does this tweet express? Answer with one of: {labels}.\n\nTweet: {text}",
-        classes=EMOTION, examples=examples, system="You are a careful annotator of emotions in tweets.",
+        tok,
+        "Which emotion does this tweet express? Answer with one of: {labels}.\n\nTweet: {text}",
+        classes=EMOTION,
+        examples=examples,
+        system="You are a careful annotator of emotions in tweets.",
     )
     scored = [t for i, t in enumerate(e.text) if i not in set(shots)][:rows]
     out.append(("TweetEval emotion: 4 classes, Choice, 8 examples", tok, prompt, scored, Choice(EMOTION)))
@@ -104,8 +113,11 @@ def workloads(rows: int):
     shots = select_examples(GY, 4, seed=0)
     examples = [(g.text[i].strip(), ", ".join(np.array(labels)[GY[i] > 0]) or "none") for i in shots]
     prompt = chat_prompt(
-        tok, "Which emotions does this comment express? Labels: {labels}.\n\nComment: {text}",
-        classes=labels, examples=examples, question="Is the emotion {label} expressed in this comment?",
+        tok,
+        "Which emotions does this comment express? Labels: {labels}.\n\nComment: {text}",
+        classes=labels,
+        examples=examples,
+        question="Is the emotion {label} expressed in this comment?",
         system="You are a careful annotator of emotions in Reddit comments.",
     )
     scored = [t for i, t in enumerate(g.text) if i not in set(shots)][: max(rows // 2, 2)]
@@ -137,13 +149,21 @@ def measure(model, tok, prompt, texts, scheme, batch_size: int, naive: bool) -> 
         reference = logp if reference is None else reference
         results.append(
             dict(
-                method=name, seconds=seconds, rows=stats.rows, tokens_per_s=stats.prompt_tokens / seconds,
-                rows_per_s=stats.rows / seconds, prompt_tokens=stats.prompt_tokens,
-                computed=stats.computed_tokens, max_diff=float(np.abs(logp - reference).max()),
-                head=len(backend.last.head), row=float(np.mean([len(r) for r in backend.last.rows])),
-                answers=len(candidates), answer_tokens=sum(len(c) + len(t) for c, t in backend.last.candidates),
+                method=name,
+                seconds=seconds,
+                rows=stats.rows,
+                tokens_per_s=stats.prompt_tokens / seconds,
+                rows_per_s=stats.rows / seconds,
+                prompt_tokens=stats.prompt_tokens,
+                computed=stats.computed_tokens,
+                max_diff=float(np.abs(logp - reference).max()),
+                head=len(backend.last.head),
+                row=float(np.mean([len(r) for r in backend.last.rows])),
+                answers=len(candidates),
+                answer_tokens=sum(len(c) + len(t) for c, t in backend.last.candidates),
                 naive_tokens=sum(
-                    len(backend.last.head) + len(r) + len(c) + len(t) for r in backend.last.rows
+                    len(backend.last.head) + len(r) + len(c) + len(t)
+                    for r in backend.last.rows
                     for c, t in backend.last.candidates
                 ),
             )
@@ -165,7 +185,7 @@ def report(sections, params, threads, load, command) -> str:
         f"shared, so absolute figures are noisy; each workload's methods run back to back on the same rows). "
         f"torch {torch.__version__}, transformers {transformers.__version__}. Tokenizer: byte-level BPE "
         "trained on the datasets' texts, Llama 3 chat template. Tokens/s counts per row the shared head, "
-        "the row and each answer's tokens once, the same for every method; \"computed\" is what went "
+        'the row and each answer\'s tokens once, the same for every method; "computed" is what went '
         "through the model. Max abs diff is the largest log-probability difference to the first method "
         "of its table.",
         "",
@@ -180,9 +200,7 @@ def report(sections, params, threads, load, command) -> str:
             "|---|---:|---:|---:|---:|---:|",
         ]
         if not results[0]["method"].startswith("naive"):
-            lines.append(
-                f"| naive: no reuse | not run | | | {r0['naive_tokens']:,} | |"
-            )
+            lines.append(f"| naive: no reuse | not run | | | {r0['naive_tokens']:,} | |")
         for r in results:
             lines.append(
                 f"| {r['method']} | {r['rows_per_s']:.2f} | {r['tokens_per_s']:,.0f} | "

@@ -58,7 +58,9 @@ def test_scores(ws: Workspace, name: str, run: str, Y_test: np.ndarray) -> tuple
     settings = ws.load_settings()
     data = load_run(ws, run)
     half = np.zeros(len(data.classes)) if settings.task == "multiclass" else np.full(len(data.classes), 0.5)
-    at_05 = score("f1_macro", Y_test, apply_thresholds(data.test, half, settings.task, settings.min_labels), settings.task)
+    at_05 = score(
+        "f1_macro", Y_test, apply_thresholds(data.test, half, settings.task, settings.min_labels), settings.task
+    )
     outcome = submit_run(ws, run, dry_run=True)
     tuned = evaluate_file(outcome.path, dataset(name) / "test_labels.csv", settings, "f1_macro").score
     return at_05, tuned
@@ -78,15 +80,32 @@ def sklearn_baseline(ws: Workspace, Y_test: np.ndarray) -> tuple[float, float, f
     settings = ws.load_settings()
     comp = load_competition(ws, settings)
     features = make_union(
-        TfidfVectorizer(ngram_range=TFIDF["word_ngrams"], min_df=TFIDF["min_df"], max_features=TFIDF["max_features"],
-                        sublinear_tf=True, strip_accents="unicode", token_pattern=r"(?u)\b\w+\b|[^\w\s]"),
-        TfidfVectorizer(analyzer="char_wb", ngram_range=TFIDF["char_ngrams"], min_df=TFIDF["min_df"],
-                        max_features=TFIDF["max_features"], sublinear_tf=True, strip_accents="unicode"),
+        TfidfVectorizer(
+            ngram_range=TFIDF["word_ngrams"],
+            min_df=TFIDF["min_df"],
+            max_features=TFIDF["max_features"],
+            sublinear_tf=True,
+            strip_accents="unicode",
+            token_pattern=r"(?u)\b\w+\b|[^\w\s]",
+        ),
+        TfidfVectorizer(
+            analyzer="char_wb",
+            ngram_range=TFIDF["char_ngrams"],
+            min_df=TFIDF["min_df"],
+            max_features=TFIDF["max_features"],
+            sublinear_tf=True,
+            strip_accents="unicode",
+        ),
     )
     multiclass = settings.task == "multiclass"
     # the same solver as comp's head (dual liblinear), so the comparison is about folds and thresholds
-    head = (LogisticRegression(C=TFIDF["C"], class_weight="balanced", max_iter=1000) if multiclass else
-            OneVsRestClassifier(LogisticRegression(C=TFIDF["C"], class_weight="balanced", solver="liblinear", dual=True)))
+    head = (
+        LogisticRegression(C=TFIDF["C"], class_weight="balanced", max_iter=1000)
+        if multiclass
+        else OneVsRestClassifier(
+            LogisticRegression(C=TFIDF["C"], class_weight="balanced", solver="liblinear", dual=True)
+        )
+    )
     model = make_pipeline(features, head)
     y = comp.Y.argmax(axis=1) if multiclass else comp.Y
     kfold = KFold(5, shuffle=True, random_state=42)
@@ -98,8 +117,10 @@ def sklearn_baseline(ws: Workspace, Y_test: np.ndarray) -> tuple[float, float, f
         at_05 = tuned = score("f1_macro", Y_test, pred, "multiclass")
     else:
         grid = np.linspace(0.05, 0.95, 91)
-        best = [grid[int(np.argmax([f1_score(comp.Y[:, j], oof[:, j] >= t, zero_division=0) for t in grid]))]
-                for j in range(comp.Y.shape[1])]
+        best = [
+            grid[int(np.argmax([f1_score(comp.Y[:, j], oof[:, j] >= t, zero_division=0) for t in grid]))]
+            for j in range(comp.Y.shape[1])
+        ]
         at_05 = score("f1_macro", Y_test, (test >= 0.5).astype(np.uint8), "multilabel")
         tuned = score("f1_macro", Y_test, (test >= np.array(best)).astype(np.uint8), "multilabel")
     return at_05, tuned, time.perf_counter() - started
@@ -113,15 +134,36 @@ def bench(name: str, embeddings: bool) -> list[tuple]:
     for run in runs:
         result = train(ws, ws.configs_dir / f"{run}.yaml", n_folds=5)
         seconds = sum(result.fold_seconds.values())  # training time, also when the run was resumed
-        rows.append((name, run, result.scores.at_05, result.scores.tuned, result.scores.honest, *test_scores(ws, name, run, Y_test), seconds))
+        rows.append(
+            (
+                name,
+                run,
+                result.scores.at_05,
+                result.scores.tuned,
+                result.scores.honest,
+                *test_scores(ws, name, run, Y_test),
+                seconds,
+            )
+        )
     members = ["tfidf", "minilm-embeddings"] if embeddings else ["tfidf", "nbsvm"]
     started = time.perf_counter()
     blend = make_ensemble(ws, members, "blend", "weighted", force=True)
     weights = ", ".join(f"{k} {v:.2f}" for k, v in blend.weights.items())
-    rows.append((name, f"blend: weighted ({weights})", blend.scores.at_05, blend.scores.tuned, blend.scores.honest,
-                 *test_scores(ws, name, "blend", Y_test), time.perf_counter() - started))
+    rows.append(
+        (
+            name,
+            f"blend: weighted ({weights})",
+            blend.scores.at_05,
+            blend.scores.tuned,
+            blend.scores.honest,
+            *test_scores(ws, name, "blend", Y_test),
+            time.perf_counter() - started,
+        )
+    )
     at_05, tuned, seconds = sklearn_baseline(ws, Y_test)
-    rows.append((name, "sklearn notebook baseline (same TF-IDF, grid thresholds)", None, None, None, at_05, tuned, seconds))
+    rows.append(
+        (name, "sklearn notebook baseline (same TF-IDF, grid thresholds)", None, None, None, at_05, tuned, seconds)
+    )
     return rows
 
 
@@ -144,7 +186,7 @@ def main() -> None:
         "",
         f"Machine: {machine()}. Command: `.venv/bin/python bench/bench_quality.py`. CV columns are OOF on train;",
         "test columns score the averaged fold models' test predictions against the hidden `test_labels.csv`",
-        "(multiclass: argmax at \"0.5\"); \"test tuned\" is the file `comp submit --dry-run` writes (thresholds",
+        '(multiclass: argmax at "0.5"); "test tuned" is the file `comp submit --dry-run` writes (thresholds',
         "fitted on the OOF), scored by `comp evaluate`. Honest = thresholds (and",
         "blend weights) fitted on 4 folds, scored on the fifth. Seconds: the summed fold training times (for a",
         "blend, the blending); the 2 cores were shared with other jobs, so they are upper bounds.",
@@ -152,7 +194,10 @@ def main() -> None:
         "| dataset | run | CV at 0.5 | CV tuned | CV honest | test at 0.5 | test tuned | seconds |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    lines += [f"| {d} | {r} | {fmt(a)} | {fmt(b)} | {fmt(c)} | {fmt(e)} | {fmt(f)} | {s:.0f} |" for d, r, a, b, c, e, f, s in rows]
+    lines += [
+        f"| {d} | {r} | {fmt(a)} | {fmt(b)} | {fmt(c)} | {fmt(e)} | {fmt(f)} | {s:.0f} |"
+        for d, r, a, b, c, e, f, s in rows
+    ]
     lines += ["", "Published references on test: " + "; ".join(f"{k}: {v}" for k, v in REFERENCES.items()) + "."]
     write_section("quality", "\n".join(lines))
 

@@ -49,8 +49,17 @@ def bench(name: str, embeddings: bool, lightgbm: bool) -> tuple[list[tuple], str
     for run in members:
         result = train(ws, ws.configs_dir / f"{run}.yaml", n_folds=5)
         s = result.scores
-        rows.append((name, f"member: {run}", s.at_05, s.tuned, s.honest, *test_scores(ws, name, run, Y_test),
-                     sum(result.fold_seconds.values())))
+        rows.append(
+            (
+                name,
+                f"member: {run}",
+                s.at_05,
+                s.tuned,
+                s.honest,
+                *test_scores(ws, name, run, Y_test),
+                sum(result.fold_seconds.values()),
+            )
+        )
         print(rows[-1], flush=True)
     blended = []
     for label, kwargs in methods(lightgbm):
@@ -60,7 +69,9 @@ def bench(name: str, embeddings: bool, lightgbm: bool) -> tuple[list[tuple], str
         seconds = time.perf_counter() - started
         s = result.scores
         weights = ", ".join(f"{k} {v:.2f}" for k, v in result.weights.items())
-        rows.append((name, f"{label} ({weights})", s.at_05, s.tuned, s.honest, *test_scores(ws, name, run, Y_test), seconds))
+        rows.append(
+            (name, f"{label} ({weights})", s.at_05, s.tuned, s.honest, *test_scores(ws, name, run, Y_test), seconds)
+        )
         blended.append(rows[-1])
         print(rows[-1], flush=True)
     order = same_order([r[4] for r in blended], [r[6] for r in blended])
@@ -95,8 +106,10 @@ def main() -> None:
         "| dataset | run | CV at 0.5 | CV tuned | CV honest | test at 0.5 | test tuned | seconds |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    lines += [f"| {d} | {r} | {fmt(a)} | {fmt(b)} | {fmt(c)} | {fmt(e)} | {fmt(f)} | {s:.0f} |"
-              for d, r, a, b, c, e, f, s in rows]
+    lines += [
+        f"| {d} | {r} | {fmt(a)} | {fmt(b)} | {fmt(c)} | {fmt(e)} | {fmt(f)} | {s:.0f} |"
+        for d, r, a, b, c, e, f, s in rows
+    ]
     lines += ["", "Did the honest CV rank the ensemble methods in the same order as test tuned?"]
     lines += [f"- {name}: {order}" for name, order in orders.items()]
     write_section("stack", "\n".join(lines))

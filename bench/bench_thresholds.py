@@ -73,9 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--classes", type=int, default=28)
-    parser.add_argument(
-        "--grid-classes", type=int, default=3, help="classes to time the sklearn grid on; 0 = all"
-    )
+    parser.add_argument("--grid-classes", type=int, default=3, help="classes to time the sklearn grid on; 0 = all")
     parser.add_argument("--repeats", type=int, default=3, help="runs of the exact search (median reported)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
@@ -118,14 +116,13 @@ def main() -> None:
     for c in timed:  # and sklearn agrees with the exact search's own score
         assert abs(f1_score(Y[:, c], P[:, c] >= thresholds[c]) - exact_f1[c]) < 1e-12
     diff = exact_f1 - grid_f1
-    assert (diff >= -1e-12).all(), (
-        f"exact search lower than the grid on classes {np.flatnonzero(diff < -1e-12)}"
-    )
+    assert (diff >= -1e-12).all(), f"exact search lower than the grid on classes {np.flatnonzero(diff < -1e-12)}"
 
     ratio = grid_s / exact_s
     meets = exact_s <= TARGET_SECONDS and ratio >= TARGET_RATIO
     print(
-        f"speed-up: {ratio:.0f}x; exact F1 - grid F1: min {diff.min():+.5f}, mean {diff.mean():+.5f}, max {diff.max():+.5f}"
+        f"speed-up: {ratio:.0f}x; exact F1 - grid F1: min {diff.min():+.5f}, mean {diff.mean():+.5f}, max "
+        f"{diff.max():+.5f}"
     )
     print(f"macro F1: exact {exact_f1.mean():.4f}, grid {grid_f1.mean():.4f}, at 0.5 {at_half.mean():.4f}")
     print(f"targets (<= {TARGET_SECONDS:g} s, >= {TARGET_RATIO:g}x): {'met' if meets else 'NOT met'}")
@@ -145,14 +142,15 @@ comp: `comp.thresholds.exact_thresholds`, every distinct cut point, one sort per
 
 | method | time | speed-up |
 |---|---:|---:|
-| sklearn grid, 91 thresholds x {args.classes} classes | {grid_s:.1f} s{" (extrapolated)" if extrapolated else ""} | 1x |
+| sklearn grid, 91 thresholds x {args.classes} classes | {grid_s:.1f} s{" (extrapolated)" * extrapolated} | 1x |
 | comp exact search | {exact_s:.3f} s | {ratio:.0f}x |
 
 - sklearn grid {how}.
 - exact search: median of {args.repeats} runs ({", ".join(f"{t:.3f}" for t in exact_runs)} s), input checks included.
 - targets: at most {TARGET_SECONDS:g} s and at least {TARGET_RATIO:g}x faster: **{"met" if meets else "not met"}**.
 - per-class F1, exact minus grid: min {diff.min():+.5f}, mean {diff.mean():+.5f}, max {diff.max():+.5f}
-  (never lower, asserted). Macro F1: exact {exact_f1.mean():.4f}, grid {grid_f1.mean():.4f}, at 0.5 {at_half.mean():.4f}.
+  (never lower, asserted). Macro F1: exact {exact_f1.mean():.4f}, grid {grid_f1.mean():.4f},
+  at 0.5 {at_half.mean():.4f}.
 - machine: {machine()}; 1-minute load average {load:.1f} when the run started.
 - reproduce: `{COMMAND}`
 

@@ -98,9 +98,15 @@ def quality(folder: Path, epochs: float, folds: int, seed: int) -> dict:
     _, test, y_test, _ = answers(folder)
     order = pd.Series(range(len(run.test_ids)), index=run.test_ids).loc[test["id"]].to_numpy()
     train_y = pd.read_csv(folder / "train.csv", dtype={"id": str}).set_index("id").loc[run.ids, "label"].to_numpy()
-    return {"test_f1": macro_f1(y_test, run.test[order]), "cv": macro_f1(train_y.astype(int), run.oof),
-            "seconds": sum(result.fold_seconds.values()), "epochs": epochs, "folds": folds, "seed": seed,
-            "commit": os.environ.get("COMP_BENCH_CODE", "")}
+    return {
+        "test_f1": macro_f1(y_test, run.test[order]),
+        "cv": macro_f1(train_y.astype(int), run.oof),
+        "seconds": sum(result.fold_seconds.values()),
+        "epochs": epochs,
+        "folds": folds,
+        "seed": seed,
+        "commit": os.environ.get("COMP_BENCH_CODE", ""),
+    }
 
 
 # ---- speed: one worker process per path ---------------------------------------------------------------
@@ -140,11 +146,23 @@ def hf_trainer_path(train_texts, y, test_texts, cfg, seed: int, competent: bool)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=int(y.max()) + 1)
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(
-            output_dir=tmp, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
-            per_device_eval_batch_size=cfg.eval_batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,
-            weight_decay=cfg.weight_decay, lr_scheduler_type="linear", use_cpu=True, seed=seed, save_strategy="no",
-            eval_strategy="no", report_to="none", disable_tqdm=True, log_level="error",
-            train_sampling_strategy="group_by_length" if competent else "random")
+            output_dir=tmp,
+            num_train_epochs=cfg.epochs,
+            per_device_train_batch_size=cfg.batch_size,
+            per_device_eval_batch_size=cfg.eval_batch_size,
+            learning_rate=cfg.lr,
+            warmup_steps=cfg.warmup_ratio,
+            weight_decay=cfg.weight_decay,
+            lr_scheduler_type="linear",
+            use_cpu=True,
+            seed=seed,
+            save_strategy="no",
+            eval_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            log_level="error",
+            train_sampling_strategy="group_by_length" if competent else "random",
+        )
         collator = DataCollatorWithPadding(tokenizer) if competent else None
         trainer = Trainer(model=model, args=args, train_dataset=encode(train_texts, y), data_collator=collator)
         trainer.train()
@@ -152,8 +170,11 @@ def hf_trainer_path(train_texts, y, test_texts, cfg, seed: int, competent: bool)
         with Clock() as infer_clock:
             # transformers 5.x samples evaluation rows by length too when training does, and predict()
             # then returns them in that order: predict with the default sampler, as comp does
-            predictor = Trainer(model=trainer.model, args=dataclasses.replace(args, train_sampling_strategy="random"),
-                                data_collator=collator)
+            predictor = Trainer(
+                model=trainer.model,
+                args=dataclasses.replace(args, train_sampling_strategy="random"),
+                data_collator=collator,
+            )
             logits = predictor.predict(encode(test_texts)).predictions
     return {"train": train_clock, "infer": infer_clock, "P": logits, "max_length": 128}
 
@@ -181,16 +202,24 @@ def worker(path: str, folder: Path, epochs: float, rows: int, seed: int = 42) ->
     else:
         r = hf_trainer_path(train["text"].tolist(), y, test["text"].tolist(), cfg, seed, competent=path == "stock")
     n = len(train) * epochs
-    return {"train_sps": n / r["train"].wall, "train_cpu_sps": n / r["train"].cpu,
-            "infer_sps": len(test) / r["infer"].wall, "infer_cpu_sps": len(test) / r["infer"].cpu,
-            "test_f1": macro_f1(y_test, np.asarray(r["P"])), "max_length": r["max_length"], "rows": len(train),
-            "test_rows": len(test), "epochs": epochs}
+    return {
+        "train_sps": n / r["train"].wall,
+        "train_cpu_sps": n / r["train"].cpu,
+        "infer_sps": len(test) / r["infer"].wall,
+        "infer_cpu_sps": len(test) / r["infer"].cpu,
+        "test_f1": macro_f1(y_test, np.asarray(r["P"])),
+        "max_length": r["max_length"],
+        "rows": len(train),
+        "test_rows": len(test),
+        "epochs": epochs,
+    }
 
 
 def previous_code(ref: str) -> Path:
     """A `git archive` copy of the comp package at ``ref`` (the path before the redesign)."""
-    sha = subprocess.run(["git", "rev-parse", "--short", ref], cwd=ROOT, capture_output=True, text=True,
-                         check=True).stdout.strip()
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short", ref], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
     target = WORK / f"comp-{sha}"
     if not (target / "comp").is_dir():
         target.mkdir(parents=True, exist_ok=True)
@@ -208,8 +237,18 @@ def speed(folder: Path, epochs: float, rows: int, threads: int, ref: str, rounds
             env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
             if path == "comp-previous":
                 env["PYTHONPATH"] = str(old)
-            command = [sys.executable, __file__, "--worker", path, "--epochs", str(epochs), "--speed-rows", str(rows),
-                       "--threads", str(threads)]
+            command = [
+                sys.executable,
+                __file__,
+                "--worker",
+                path,
+                "--epochs",
+                str(epochs),
+                "--speed-rows",
+                str(rows),
+                "--threads",
+                str(threads),
+            ]
             done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=Path(__file__).parent)
             if done.returncode != 0:
                 raise SystemExit(f"{path} failed: {done.stderr[-2000:]}")
@@ -237,8 +276,11 @@ def snapshot_cost(repeats: int = 5) -> dict:
         with Clock() as clock:
             {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         memory.append(clock.wall)
-    return {"disk_s": float(np.median(disk)), "memory_s": float(np.median(memory)),
-            "megabytes": sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20}
+    return {
+        "disk_s": float(np.median(disk)),
+        "memory_s": float(np.median(memory)),
+        "megabytes": sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20,
+    }
 
 
 # ---- report -------------------------------------------------------------------------------------------
@@ -255,67 +297,106 @@ def report(results: dict) -> str:
         q0 = quality_rows[0]
         f1s = [100 * q["test_f1"] for q in quality_rows]
         lines += [
-            "", "### Quality: no regression", "",
-            f"`comp train configs/minilm-finetune.yaml --folds {q0['folds']} --set epochs={q0['epochs']:g} --set seed=S`"
+            "",
+            "### Quality: no regression",
+            "",
+            f"`comp train configs/minilm-finetune.yaml --folds {q0['folds']} --set epochs={q0['epochs']:g} --set "
+            "seed=S`"
             " (the same folds; S is the training seed); test = mean of the fold models' probabilities, argmax,",
-            "scored against `test_labels.csv`. Multiclass argmax: CV at 0.5, tuned and honest coincide.", "",
-            "| run | CV macro-F1 | test macro-F1 | fold seconds |", "|---|---:|---:|---:|",
+            "scored against `test_labels.csv`. Multiclass argmax: CV at 0.5, tuned and honest coincide.",
+            "",
+            "| run | CV macro-F1 | test macro-F1 | fold seconds |",
+            "|---|---:|---:|---:|",
         ]
         for q in quality_rows:
-            lines.append(f"| comp now, seed {q['seed']} | {100 * q['cv']:.1f} | **{100 * q['test_f1']:.1f}** | "
-                         f"{q['seconds']:.0f} |")
-        lines += [f"| comp's previous path (same command, one seed) | 73.2 | {PREVIOUS_TEST_F1} | |",
-                  "| TweetEval reference: SVM | | 64.7 | |", "| TweetEval reference: RoBERTa-base | | 76.1 | |", ""]
+            lines.append(
+                f"| comp now, seed {q['seed']} | {100 * q['cv']:.1f} | **{100 * q['test_f1']:.1f}** | "
+                f"{q['seconds']:.0f} |"
+            )
+        lines += [
+            f"| comp's previous path (same command, one seed) | 73.2 | {PREVIOUS_TEST_F1} | |",
+            "| TweetEval reference: SVM | | 64.7 | |",
+            "| TweetEval reference: RoBERTa-base | | 76.1 | |",
+            "",
+        ]
         spread = f"{min(f1s):.1f} to {max(f1s):.1f}" if len(f1s) > 1 else f"{f1s[0]:.1f} (one seed)"
         met = min(f1s) >= PREVIOUS_TEST_F1 - (max(f1s) - min(f1s) if len(f1s) > 1 else 0.5)
-        lines.append(f"- test macro-F1 over {len(f1s)} seed(s): {spread}, mean {np.mean(f1s):.1f}; against the previous "
-                     f"{PREVIOUS_TEST_F1}: **{'no regression' if met else 'lower'}** within the seed spread.")
+        lines.append(
+            f"- test macro-F1 over {len(f1s)} seed(s): {spread}, mean {np.mean(f1s):.1f}; against the previous "
+            f"{PREVIOUS_TEST_F1}: **{'no regression' if met else 'lower'}** within the seed spread."
+        )
     s = results.get("speed")
     if s:
-        med = {p: {k: float(np.median([r[k] for r in runs])) for k in runs[0] if isinstance(runs[0][k], float)}
-               for p, runs in s["runs"].items()}
+        med = {
+            p: {k: float(np.median([r[k] for r in runs])) for k in runs[0] if isinstance(runs[0][k], float)}
+            for p, runs in s["runs"].items()
+        }
         first = next(iter(s["runs"].values()))[0]
         lines += [
-            "", "### Speed, side by side", "",
+            "",
+            "### Speed, side by side",
+            "",
             f"Same {first['rows']} training rows, {first['epochs']:g} epoch, recipe and seed; inference on all "
             f"{first['test_rows']} test rows; each path in a fresh process with {s['threads']} torch thread(s), "
             f"{len(next(iter(s['runs'].values())))} round(s) in alternating order (medians). Training includes "
             "tokenising (comp starts from a cold token cache) and loading the model. CPU samples/s count only the "
-            "process's own CPU time, so they are robust to other jobs holding a core.", "",
-            "| path | train samples/s | train CPU samples/s | inference samples/s | inference CPU samples/s | test macro-F1 |",
+            "process's own CPU time, so they are robust to other jobs holding a core.",
+            "",
+            "| path | train samples/s | train CPU samples/s | inference samples/s | inference CPU samples/s | test "
+            "macro-F1 |",
             "|---|---:|---:|---:|---:|---:|",
         ]
         for path, label in PATHS.items():
             if path in med:
                 m = med[path]
-                lines.append(f"| {label} | {m['train_sps']:.1f} | {m['train_cpu_sps']:.1f} | {m['infer_sps']:.1f} | "
-                             f"{m['infer_cpu_sps']:.1f} | {100 * m['test_f1']:.1f} |")
+                lines.append(
+                    f"| {label} | {m['train_sps']:.1f} | {m['train_cpu_sps']:.1f} | {m['infer_sps']:.1f} | "
+                    f"{m['infer_cpu_sps']:.1f} | {100 * m['test_f1']:.1f} |"
+                )
         if "comp" in med and "comp-previous" in med:
             c, p = med["comp"], med["comp-previous"]
-            lines += ["", f"- comp now vs its previous path (CPU samples/s): training {c['train_cpu_sps'] / p['train_cpu_sps']:.2f}x, "
-                      f"inference {c['infer_cpu_sps'] / p['infer_cpu_sps']:.2f}x."]
+            lines += [
+                "",
+                "- comp now vs its previous path (CPU samples/s): training "
+                f"{c['train_cpu_sps'] / p['train_cpu_sps']:.2f}x, "
+                f"inference {c['infer_cpu_sps'] / p['infer_cpu_sps']:.2f}x.",
+            ]
         if "comp" in med and "stock" in med:
             c, b = med["comp"], med["stock"]
-            lines += [f"- comp vs the competent stock Trainer (CPU samples/s): training {c['train_cpu_sps'] / b['train_cpu_sps']:.2f}x, "
-                      f"inference {c['infer_cpu_sps'] / b['infer_cpu_sps']:.2f}x."]
-        lines += [f"- previous path: the code at `{s['baseline_ref']}`; 1-minute load average {s['load_start']:.1f} at "
-                  f"the start, {s['load_end']:.1f} at the end.",
-                  "- comp's config also weights classes (`class_weights: sqrt`); the notebook paths use plain cross-entropy.",
-                  "- a trap found on the way: with `group_by_length` (`train_sampling_strategy`), transformers 5.x also",
-                  "  groups *evaluation* rows by length, and `Trainer.predict` returns them in that shuffled order (measured:",
-                  "  on a tiny model its predictions differ from row-by-row ones by up to 9e-4, against 1e-8 in order). The stock path",
-                  "  predicts with a second Trainer without it; comp's Trainer keeps evaluation rows in their given order."]
+            lines += [
+                "- comp vs the competent stock Trainer (CPU samples/s): training "
+                f"{c['train_cpu_sps'] / b['train_cpu_sps']:.2f}x, "
+                f"inference {c['infer_cpu_sps'] / b['infer_cpu_sps']:.2f}x."
+            ]
+        lines += [
+            f"- previous path: the code at `{s['baseline_ref']}`; 1-minute load average {s['load_start']:.1f} at "
+            f"the start, {s['load_end']:.1f} at the end.",
+            "- comp's config also weights classes (`class_weights: sqrt`); the notebook paths use plain cross-entropy.",
+            "- a trap found on the way: with `group_by_length` (`train_sampling_strategy`), transformers 5.x also",
+            "  groups *evaluation* rows by length, and `Trainer.predict` returns them in that shuffled order "
+            "(measured:",
+            "  on a tiny model its predictions differ from row-by-row ones by up to 9e-4, against 1e-8 in order). The "
+            "stock path",
+            "  predicts with a second Trainer without it; comp's Trainer keeps evaluation rows in their given order.",
+        ]
     cost = results.get("snapshot")
     if cost:
-        lines += ["", "### Keeping the best weights", "",
-                  f"The Trainer keeps the best model as a checkpoint written at each new best (`save_strategy: best`,"
-                  f" weights only); the previous path copied the weights into memory. For all-MiniLM-L6-v2 "
-                  f"({cost['megabytes']:.0f} MB of fp32 weights): writing takes {cost['disk_s']:.2f} s, the in-memory "
-                  f"copy {cost['memory_s']:.2f} s (medians of 5). A fold writes it at most once per evaluation (an"
-                  " epoch of minutes on this CPU), so the Trainer's own mechanism is kept and the snapshot code is gone.",
-                  "Command: `.venv/bin/python bench/bench_transformer.py --snapshot-cost`."]
-    lines += ["", "Reproduce: `.venv/bin/python bench/bench_transformer.py --quality --speed` (`--report-only` rewrites",
-              "this section from bench/work/transformer-results.json)."]
+        lines += [
+            "",
+            "### Keeping the best weights",
+            "",
+            f"The Trainer keeps the best model as a checkpoint written at each new best (`save_strategy: best`,"
+            f" weights only); the previous path copied the weights into memory. For all-MiniLM-L6-v2 "
+            f"({cost['megabytes']:.0f} MB of fp32 weights): writing takes {cost['disk_s']:.2f} s, the in-memory "
+            f"copy {cost['memory_s']:.2f} s (medians of 5). A fold writes it at most once per evaluation (an"
+            " epoch of minutes on this CPU), so the Trainer's own mechanism is kept and the snapshot code is gone.",
+            "Command: `.venv/bin/python bench/bench_transformer.py --snapshot-cost`.",
+        ]
+    lines += [
+        "",
+        "Reproduce: `.venv/bin/python bench/bench_transformer.py --quality --speed` (`--report-only` rewrites",
+        "this section from bench/work/transformer-results.json).",
+    ]
     return "\n".join(lines)
 
 
@@ -360,7 +441,9 @@ def main() -> int:
         write_section("transformer", report(results))
     if args.speed:
         results = load_results()
-        results["speed"] = speed(folder, args.speed_epochs, args.speed_rows, args.threads, args.baseline_ref, args.rounds)
+        results["speed"] = speed(
+            folder, args.speed_epochs, args.speed_rows, args.threads, args.baseline_ref, args.rounds
+        )
         save_results(results)
         write_section("transformer", report(results))
     if args.quality:

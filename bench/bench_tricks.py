@@ -43,22 +43,48 @@ ROWS = {
     "pool-mean": ("mean pooling head", ["pooling=mean"]),
     "pool-concat4": ("CLS of the last 4 layers, concatenated", ["pooling=concat4"]),
     "pool-attention": ("attention pooling head", ["pooling=attention"]),
-    "msd": ("mean pooling + multi-sample dropout x5 (p 0.3)", ["pooling=mean", "multi_sample_dropout=5",
-                                                                "head_dropout=0.3"]),
+    "msd": (
+        "mean pooling + multi-sample dropout x5 (p 0.3)",
+        ["pooling=mean", "multi_sample_dropout=5", "head_dropout=0.3"],
+    ),
     "freeze-emb": ("embeddings frozen", ["freeze.embeddings=true"]),
     "reinit1": ("top layer re-initialised", ["reinit_layers=1"]),
     "llrd": ("layer-wise lr decay 0.8", ["layer_lr_decay=0.8"]),
     "trunc32": ("max_length 32, head only (truncation baseline)", ["max_length=32"]),
     "trunc32-tail": ("max_length 32, head + last 12 tokens", ["max_length=32", "tail_tokens=12"]),
-    "lora": ("LoRA r 16 on every linear layer, lr 1e-3", ["peft.method=lora", "peft.r=16", "peft.alpha=32", ADAPTER_LR]),
-    "bottleneck": ("bottleneck adapter (Pfeiffer, reduction 16), lr 1e-3",
-                   ["peft.method=bottleneck", "peft.variant=pfeiffer", "peft.reduction_factor=16", ADAPTER_LR]),
-    "houlsby": ("bottleneck adapter (Houlsby, reduction 16), lr 1e-3",
-                ["peft.method=bottleneck", "peft.variant=houlsby", "peft.reduction_factor=16", ADAPTER_LR]),
+    "lora": (
+        "LoRA r 16 on every linear layer, lr 1e-3",
+        ["peft.method=lora", "peft.r=16", "peft.alpha=32", ADAPTER_LR],
+    ),
+    "bottleneck": (
+        "bottleneck adapter (Pfeiffer, reduction 16), lr 1e-3",
+        ["peft.method=bottleneck", "peft.variant=pfeiffer", "peft.reduction_factor=16", ADAPTER_LR],
+    ),
+    "houlsby": (
+        "bottleneck adapter (Houlsby, reduction 16), lr 1e-3",
+        ["peft.method=bottleneck", "peft.variant=houlsby", "peft.reduction_factor=16", ADAPTER_LR],
+    ),
 }
-DEFAULT_ORDER = ["baseline", "baseline-seed1", "awp", "fgm", "ema", "msd", "pool-mean", "bottleneck", "lora",
-                 "freeze-emb", "reinit1", "swa", "pool-concat4", "pool-attention", "llrd", "houlsby", "trunc32",
-                 "trunc32-tail"]
+DEFAULT_ORDER = [
+    "baseline",
+    "baseline-seed1",
+    "awp",
+    "fgm",
+    "ema",
+    "msd",
+    "pool-mean",
+    "bottleneck",
+    "lora",
+    "freeze-emb",
+    "reinit1",
+    "swa",
+    "pool-concat4",
+    "pool-attention",
+    "llrd",
+    "houlsby",
+    "trunc32",
+    "trunc32-tail",
+]
 
 
 def git_commit() -> str:
@@ -106,8 +132,17 @@ def trainable(overrides: list[str]) -> tuple[int, int]:
     task = TaskInfo("multiclass", ["0", "1", "2", "3"])
     resolved = hub.resolve_backbone(config.backbone)
     strategy = strategies.choose(config)
-    model = classifier.build(config, task, resolved, hub.load_tokenizer(config.backbone, resolved), strategy, "fp32",
-                             __import__("torch").device("cpu"), lambda m: None, run={"total_step": 100})
+    model = classifier.build(
+        config,
+        task,
+        resolved,
+        hub.load_tokenizer(config.backbone, resolved),
+        strategy,
+        "fp32",
+        __import__("torch").device("cpu"),
+        lambda m: None,
+        run={"total_step": 100},
+    )
     for trick in tricks.build(config):
         if hasattr(trick, "prepare"):
             trick.prepare(model, lambda m: None)
@@ -165,7 +200,9 @@ def adapter_speed(folder: Path, rows: int, threads: int) -> dict:
     with tempfile.TemporaryDirectory() as cache:
         for name in ("baseline", "lora", "bottleneck", "baseline"):  # full again last: drift in machine load shows
             config = load_model_config(CONFIG, ["epochs=1", "min_epochs=0", "patience=0", *ROWS[name][1]])
-            context = FoldContext(fold=0, seed=0, cache_dir=Path(cache), fold_dir=Path(cache) / name, log=lambda m: None)
+            context = FoldContext(
+                fold=0, seed=0, cache_dir=Path(cache), fold_dir=Path(cache) / name, log=lambda m: None
+            )
             model = transformer.Model(config, TaskInfo("multiclass", ["0", "1", "2", "3"]), context)
             model.fit(train["text"].tolist()[:32], Y[:32])  # warm the token cache and the kernels
             wall, cpu = time.perf_counter(), time.process_time()
@@ -191,7 +228,8 @@ def report(results: dict) -> str:
         "## The competition toolkit: each trick with and without (all-MiniLM-L6-v2, TweetEval emotion)",
         "",
         f"Every row: `comp train configs/minilm-finetune.yaml --folds {folds} --set epochs={epochs:g} <overrides>` on",
-        f"`../shared/data/tweeteval_emotion` (3,257 train rows, 1,421 test, 4 classes), the same {folds} folds for every",
+        f"`../shared/data/tweeteval_emotion` (3,257 train rows, 1,421 test, 4 classes), the same {folds} folds for "
+        "every",
         "row; test = the fold models' mean probabilities, argmax, scored against `test_labels.csv`; CV = the honest",
         "(cross-fitted) OOF macro-F1 (multiclass argmax, so equal to CV at 0.5 and tuned). One seed per row; the",
         "two baseline rows differ only in the training seed and show the noise. CPU only (" + machine() + ", shared",
@@ -205,13 +243,18 @@ def report(results: dict) -> str:
         r = rows[name]
         delta = "" if not base or name == "baseline" else f"{100 * (r['test_f1'] - base['test_f1']):+.1f}"
         overrides = " ".join(f"`{o}`" for o in r["overrides"]) or "-"
-        lines.append(f"| {name} | {r['what']} ({overrides}) | {_pct(r['cv_honest'])} | {_pct(r['test_f1'])} | {delta} | "
-                     f"{r['trainable']:,} | {r['fold_seconds']:.0f} |")
+        lines.append(
+            f"| {name} | {r['what']} ({overrides}) | {_pct(r['cv_honest'])} | {_pct(r['test_f1'])} | {delta} | "
+            f"{r['trainable']:,} | {r['fold_seconds']:.0f} |"
+        )
     missing = [k for k in DEFAULT_ORDER if k not in rows]
     if "baseline" in rows and "baseline-seed1" in rows:
         spread = abs(rows["baseline"]["test_f1"] - rows["baseline-seed1"]["test_f1"]) * 100
-        lines += ["", f"- seed noise: the two baseline seeds differ by {spread:.1f} test macro-F1 points; a trick's",
-                  "  difference within about that much is not evidence either way."]
+        lines += [
+            "",
+            f"- seed noise: the two baseline seeds differ by {spread:.1f} test macro-F1 points; a trick's",
+            "  difference within about that much is not evidence either way.",
+        ]
     if missing:
         lines += [*([""] if lines[-1].startswith("|") else []), f"- not measured (machine time): {', '.join(missing)}."]
     speed = results.get("adapter_speed")
@@ -220,21 +263,31 @@ def report(results: dict) -> str:
             "",
             "### Adapters: training samples/s, side by side in one process",
             "",
-            f"One epoch on {speed['rows']} TweetEval rows, torch {speed['threads']} thread(s), batch 32, max_length auto;",
+            f"One epoch on {speed['rows']} TweetEval rows, torch {speed['threads']} thread(s), batch 32, max_length "
+            "auto;",
             "wall-clock and process-CPU samples/s (CPU time is robust to other jobs holding a core).",
             "",
             "| strategy | samples/s | CPU samples/s |",
             "|---|---:|---:|",
         ]
-        for key, label in (("baseline", "full fine-tuning"), ("lora", "LoRA r 16, all linear layers"),
-                           ("bottleneck", "bottleneck adapter (Pfeiffer, reduction 16)"),
-                           ("baseline-again", "full fine-tuning, again (load drift)")):
+        for key, label in (
+            ("baseline", "full fine-tuning"),
+            ("lora", "LoRA r 16, all linear layers"),
+            ("bottleneck", "bottleneck adapter (Pfeiffer, reduction 16)"),
+            ("baseline-again", "full fine-tuning, again (load drift)"),
+        ):
             if key in speed:
                 lines.append(f"| {label} | {speed[key]['samples_per_s']:.1f} | {speed[key]['cpu_samples_per_s']:.1f} |")
-        lines += ["", f"- 1-minute load average {speed['load_start']:.1f} at the start, {speed['load_end']:.1f} at the end.",
-                  "- command: `.venv/bin/python bench/bench_tricks.py --adapter-speed`"]
-    lines += ["", "Reproduce a row: `.venv/bin/python bench/bench_tricks.py ROW` (`--report-only` rewrites this section",
-              "from bench/work/tricks/results.json)."]
+        lines += [
+            "",
+            f"- 1-minute load average {speed['load_start']:.1f} at the start, {speed['load_end']:.1f} at the end.",
+            "- command: `.venv/bin/python bench/bench_tricks.py --adapter-speed`",
+        ]
+    lines += [
+        "",
+        "Reproduce a row: `.venv/bin/python bench/bench_tricks.py ROW` (`--report-only` rewrites this section",
+        "from bench/work/tricks/results.json).",
+    ]
     return "\n".join(lines)
 
 

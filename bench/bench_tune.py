@@ -124,11 +124,21 @@ def main() -> None:
     command = "nice .venv/bin/python bench/bench_tune.py"
 
     def publish() -> None:
-        write_section("tune", "\n".join([
-            "## comp tune and the local executor (GoEmotions, tfidf)", "",
-            f"Machine: {machine()}; the 2 cores were shared with other engineers' jobs while this ran, so the "
-            f"times are upper bounds and their ratio is noisy. Command: `{command}`.", "",
-            *lines["executor"], "", *lines["tune"]]))
+        write_section(
+            "tune",
+            "\n".join(
+                [
+                    "## comp tune and the local executor (GoEmotions, tfidf)",
+                    "",
+                    f"Machine: {machine()}; the 2 cores were shared with other engineers' jobs while this ran, so the "
+                    f"times are upper bounds and their ratio is noisy. Command: `{command}`.",
+                    "",
+                    *lines["executor"],
+                    "",
+                    *lines["tune"],
+                ]
+            ),
+        )
 
     if args.skip_executor:  # keep the executor figures already in docs/benchmarks.md
         lines["executor"] = previous_subsection("### Local executor")
@@ -137,8 +147,22 @@ def main() -> None:
         load_start = os.getloadavg()[0]
         for workers in (1, 2):
             run = f"exec-w{workers}"
-            seconds, mib, _ = timed(["train", "configs/word.yaml", "--folds", "5", "--name", run, "--force",
-                                     "--executor", "local", "--workers", str(workers)], ws.root)
+            seconds, mib, _ = timed(
+                [
+                    "train",
+                    "configs/word.yaml",
+                    "--folds",
+                    "5",
+                    "--name",
+                    run,
+                    "--force",
+                    "--executor",
+                    "local",
+                    "--workers",
+                    str(workers),
+                ],
+                ws.root,
+            )
             hashes[workers] = digest(ws.run(run).oof)
             fold_seconds = json.loads(ws.run(run).scores.read_text())["seconds"]
             rows.append(f"| {workers} | {seconds:.0f} | {fold_seconds:.0f} | {mib:.0f} | {hashes[workers]} |")
@@ -155,7 +179,8 @@ def main() -> None:
             "|---|---|---|---|---|",
             *rows,
             "",
-            f"Speed-up {float(rows[0].split('|')[2]) / float(rows[1].split('|')[2]):.2f}x; the two OOF files are {same}. "
+            f"Speed-up {float(rows[0].split('|')[2]) / float(rows[1].split('|')[2]):.2f}x; the two OOF files are "
+            f"{same}. "
             f"1-minute load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end.",
         ]
     if args.skip_tune:
@@ -163,8 +188,23 @@ def main() -> None:
         publish()
         return
     # the study
-    seconds, mib, _ = timed(["tune", "configs/word.yaml", "--space", "configs/word-space.yaml", "--trials",
-                             str(args.trials), "--folds", "5", "--folds-subset", "0,1", "--study", "word-tune"], ws.root)
+    seconds, mib, _ = timed(
+        [
+            "tune",
+            "configs/word.yaml",
+            "--space",
+            "configs/word-space.yaml",
+            "--trials",
+            str(args.trials),
+            "--folds",
+            "5",
+            "--folds-subset",
+            "0,1",
+            "--study",
+            "word-tune",
+        ],
+        ws.root,
+    )
     from comp.tune.show import show_study
 
     view = show_study(ws, "word-tune")
@@ -172,15 +212,19 @@ def main() -> None:
     best = view.best
     print("study", seconds, states, best, flush=True)
     results = {}
-    for label, config, run in (("best trial, retrained", view.best_config, "word-best"),
-                               ("untuned starting config", ws.configs_dir / "word.yaml", "word"),
-                               *([] if args.skip_default else [("shipped default tfidf", ws.configs_dir / "tfidf.yaml",
-                                                               "tfidf-default")])):
+    for label, config, run in (
+        ("best trial, retrained", view.best_config, "word-best"),
+        ("untuned starting config", ws.configs_dir / "word.yaml", "word"),
+        *([] if args.skip_default else [("shipped default tfidf", ws.configs_dir / "tfidf.yaml", "tfidf-default")]),
+    ):
         timed(["train", str(config), "--folds", "5", "--name", run], ws.root)
         results[label] = cv_and_test(ws, name, run, Y_test)
         print(label, results[label], flush=True)
-        table = [f"| {lbl} | {r['at_0.5']:.4f} | {r['tuned']:.4f} | {r['honest']:.4f} | {r['test_0.5']:.4f} | "
-                 f"{r['test_tuned']:.4f} | {r['seconds']:.0f} |" for lbl, r in results.items()]
+        table = [
+            f"| {lbl} | {r['at_0.5']:.4f} | {r['tuned']:.4f} | {r['honest']:.4f} | {r['test_0.5']:.4f} | "
+            f"{r['test_tuned']:.4f} | {r['seconds']:.0f} |"
+            for lbl, r in results.items()
+        ]
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items())
         lines["tune"] = [
             f"### comp tune: {args.trials} trials on folds 0,1 of 5, then 5 folds",

@@ -26,7 +26,11 @@ def machine() -> str:
 def write_section(key: str, text: str) -> None:
     """Replace (or append) the section between <!-- bench:KEY --> markers in docs/benchmarks.md."""
     DOC.parent.mkdir(parents=True, exist_ok=True)
-    doc = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n\nFigures written by the scripts in bench/.\n"
+    doc = (
+        DOC.read_text(encoding="utf-8")
+        if DOC.exists()
+        else "# Benchmarks\n\nFigures written by the scripts in bench/.\n"
+    )
     block = f"<!-- bench:{key} -->\n{text.strip()}\n<!-- /bench:{key} -->"
     pattern = re.compile(rf"<!-- bench:{re.escape(key)} -->.*?<!-- /bench:{re.escape(key)} -->", re.S)
     doc = pattern.sub(lambda _: block, doc) if pattern.search(doc) else doc.rstrip() + "\n\n" + block + "\n"

@@ -39,28 +39,94 @@ MFU_TARGET = 0.40
 QLORA_TARGET = 0.40  # QLoRA peak / LoRA-bf16 peak for the 2B shape
 SHAPES = {
     # hidden sizes, layers, heads and vocabularies of the released models
-    "roberta-base": ("roberta", dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                                     intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1)),
-    "llama-3.2-1b": ("llama", dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                                   num_attention_heads=32, num_key_value_heads=8, head_dim=64,
-                                   tie_word_embeddings=True, max_position_embeddings=8192)),
-    "gemma-2-2b": ("gemma2", dict(vocab_size=256000, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
-                                  num_attention_heads=8, num_key_value_heads=4, head_dim=256,
-                                  query_pre_attn_scalar=256, sliding_window=4096, attn_logit_softcapping=50.0,
-                                  final_logit_softcapping=30.0, tie_word_embeddings=True,
-                                  max_position_embeddings=8192)),
+    "roberta-base": (
+        "roberta",
+        dict(
+            vocab_size=50265,
+            hidden_size=768,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            max_position_embeddings=514,
+            type_vocab_size=1,
+        ),
+    ),
+    "llama-3.2-1b": (
+        "llama",
+        dict(
+            vocab_size=128256,
+            hidden_size=2048,
+            intermediate_size=8192,
+            num_hidden_layers=16,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            head_dim=64,
+            tie_word_embeddings=True,
+            max_position_embeddings=8192,
+        ),
+    ),
+    "gemma-2-2b": (
+        "gemma2",
+        dict(
+            vocab_size=256000,
+            hidden_size=2304,
+            intermediate_size=9216,
+            num_hidden_layers=26,
+            num_attention_heads=8,
+            num_key_value_heads=4,
+            head_dim=256,
+            query_pre_attn_scalar=256,
+            sliding_window=4096,
+            attn_logit_softcapping=50.0,
+            final_logit_softcapping=30.0,
+            tie_word_embeddings=True,
+            max_position_embeddings=8192,
+        ),
+    ),
     # --cpu-smoke stand-ins
-    "tiny-roberta": ("roberta", dict(vocab_size=500, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                     intermediate_size=128, max_position_embeddings=130, type_vocab_size=1)),
-    "tiny-llama": ("llama", dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)),
+    "tiny-roberta": (
+        "roberta",
+        dict(
+            vocab_size=500,
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=128,
+            max_position_embeddings=130,
+            type_vocab_size=1,
+        ),
+    ),
+    "tiny-llama": (
+        "llama",
+        dict(
+            vocab_size=512,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=256,
+        ),
+    ),
 }
 VARIANTS = {"lora-bf16": "none", "qlora-4bit": "4bit"}
 
 
 # ---- training through comp's path, timed -----------------------------------------------------------
-def timed_training(model, *, batch: int, length: int, vocab: int, labels: int, steps: int, warmup: int, cuda: bool,
-                   compile: bool = False, checkpointing: bool = False, reset_peak: bool = True) -> dict:
+def timed_training(
+    model,
+    *,
+    batch: int,
+    length: int,
+    vocab: int,
+    labels: int,
+    steps: int,
+    warmup: int,
+    cuda: bool,
+    compile: bool = False,
+    checkpointing: bool = False,
+    reset_peak: bool = True,
+) -> dict:
     """``steps`` optimizer steps of ``CompTrainer`` on random token rows; samples/s after ``warmup`` steps,
     and the peak GPU memory (since the last reset: here, or the caller's when ``reset_peak`` is False)."""
     import numpy as np
@@ -71,8 +137,14 @@ def timed_training(model, *, batch: int, length: int, vocab: int, labels: int, s
     from comp.models.hf.trainer import CompTrainer, param_groups
 
     rng = np.random.default_rng(0)
-    rows = [{"input_ids": rng.integers(3, vocab, length), "attention_mask": np.ones(length, dtype=np.int64),
-             "labels": (rng.random(labels) < 0.1).astype(np.float32)} for _ in range(batch * steps)]
+    rows = [
+        {
+            "input_ids": rng.integers(3, vocab, length),
+            "attention_mask": np.ones(length, dtype=np.int64),
+            "labels": (rng.random(labels) < 0.1).astype(np.float32),
+        }
+        for _ in range(batch * steps)
+    ]
     marks = {}
 
     class Clock(TrainerCallback):
@@ -84,19 +156,39 @@ def timed_training(model, *, batch: int, length: int, vocab: int, labels: int, s
 
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(
-            output_dir=scratch, per_device_train_batch_size=batch, max_steps=steps, learning_rate=1e-4,
-            bf16=cuda, use_cpu=not cuda, save_strategy="no", report_to="none", logging_steps=steps,
-            disable_tqdm=True, remove_unused_columns=False, activation_checkpointing=checkpointing,
-            torch_compile=compile, dataloader_drop_last=True, log_level="error")
-        trainer = CompTrainer(model=model, args=args, train_dataset=rows, data_collator=default_data_collator,
-                              callbacks=[Clock()], loss=Loss("multilabel"),
-                              groups=lambda m, no_decay: param_groups(m, 1e-4, 0.01, 1.0, no_decay))
+            output_dir=scratch,
+            per_device_train_batch_size=batch,
+            max_steps=steps,
+            learning_rate=1e-4,
+            bf16=cuda,
+            use_cpu=not cuda,
+            save_strategy="no",
+            report_to="none",
+            logging_steps=steps,
+            disable_tqdm=True,
+            remove_unused_columns=False,
+            activation_checkpointing=checkpointing,
+            torch_compile=compile,
+            dataloader_drop_last=True,
+            log_level="error",
+        )
+        trainer = CompTrainer(
+            model=model,
+            args=args,
+            train_dataset=rows,
+            data_collator=default_data_collator,
+            callbacks=[Clock()],
+            loss=Loss("multilabel"),
+            groups=lambda m, no_decay: param_groups(m, 1e-4, 0.01, 1.0, no_decay),
+        )
         if cuda and reset_peak:
             torch.cuda.reset_peak_memory_stats()
         trainer.train()
     seconds = marks[steps] - marks[warmup]
-    return {"samples_per_s": batch * (steps - warmup) / seconds,
-            "peak_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else None}
+    return {
+        "samples_per_s": batch * (steps - warmup) / seconds,
+        "peak_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+    }
 
 
 def _model_config(shape: str):
@@ -120,8 +212,17 @@ def section_encoder(args) -> list[str]:
         config.num_labels, config.problem_type = labels, "multi_label_classification"
         model = AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
         non_embedding = sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
-        result = timed_training(model, batch=batch, length=length, vocab=config.vocab_size, labels=labels,
-                                steps=args.steps, warmup=max(1, args.steps // 4), cuda=cuda, compile=compiled)
+        result = timed_training(
+            model,
+            batch=batch,
+            length=length,
+            vocab=config.vocab_size,
+            labels=labels,
+            steps=args.steps,
+            warmup=max(1, args.steps // 4),
+            cuda=cuda,
+            compile=compiled,
+        )
         # training FLOPs per token: 6 x parameters (matmuls, forward + backward) + 12 x layers x width x length
         flops = 6 * non_embedding + 12 * config.num_hidden_layers * config.hidden_size * length
         tflops = flops * result["samples_per_s"] * length / 1e12
@@ -137,12 +238,17 @@ def section_encoder(args) -> list[str]:
     ]
     for compiled, r, tflops in rows:
         peak = "-" if r["peak_gb"] is None else f"{r['peak_gb']:.1f}"
-        lines.append(f"| CompTrainer{', torch.compile' if compiled else ', eager'} | {r['samples_per_s']:.0f} | "
-                     f"{r['samples_per_s'] * length:.0f} | {tflops:.0f} | {tflops / PEAK_TFLOPS:.0%} | {peak} |")
+        lines.append(
+            f"| CompTrainer{', torch.compile' if compiled else ', eager'} | {r['samples_per_s']:.0f} | "
+            f"{r['samples_per_s'] * length:.0f} | {tflops:.0f} | {tflops / PEAK_TFLOPS:.0%} | {peak} |"
+        )
     best = max(t for _, _, t in rows) / PEAK_TFLOPS
-    lines += ["", f"- MFU = (6 x non-embedding parameters + 12 x layers x hidden x length) FLOPs per token x tokens/s"
-              f" / {PEAK_TFLOPS:g} TFLOP/s. Target at least {MFU_TARGET:.0%}: **{'met' if best >= MFU_TARGET else 'missed'}**"
-              f" ({best:.0%})."]
+    lines += [
+        "",
+        f"- MFU = (6 x non-embedding parameters + 12 x layers x hidden x length) FLOPs per token x tokens/s"
+        f" / {PEAK_TFLOPS:g} TFLOP/s. Target at least {MFU_TARGET:.0%}: **{'met' if best >= MFU_TARGET else 'missed'}**"
+        f" ({best:.0%}).",
+    ]
     return lines
 
 
@@ -159,21 +265,46 @@ def adapter_worker(shape: str, variant: str, folder: str, steps: int, cpu_smoke:
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
     batch, length, labels = (4, 16, 4) if cpu_smoke else (16, 64, 28)
-    config = build(T.Config, {"backbone": folder, "quantization": VARIANTS[variant], "precision": "bf16" if cuda else "fp32",
-                              "peft": {"method": "lora", "r": 16, "alpha": 32, "dropout": 0.05}}, "gpu_check")
+    config = build(
+        T.Config,
+        {
+            "backbone": folder,
+            "quantization": VARIANTS[variant],
+            "precision": "bf16" if cuda else "fp32",
+            "peft": {"method": "lora", "r": 16, "alpha": 32, "dropout": 0.05},
+        },
+        "gpu_check",
+    )
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(0)
     strategy = strategies.choose(config)
-    model = classifier.build(config, TaskInfo("multilabel", [str(i) for i in range(labels)]), folder,
-                             types.SimpleNamespace(pad_token_id=0), strategy, "bf16" if cuda else "fp32", device,
-                             lambda line: None)
+    model = classifier.build(
+        config,
+        TaskInfo("multilabel", [str(i) for i in range(labels)]),
+        folder,
+        types.SimpleNamespace(pad_token_id=0),
+        strategy,
+        "bf16" if cuda else "fp32",
+        device,
+        lambda line: None,
+    )
     if VARIANTS[variant] == "none":
         model.to(device)  # a 4-bit base is placed while loading; a bf16 one the Trainer would move
     weights = torch.cuda.memory_allocated() / 2**30 if cuda else None
     trainable, _ = strategies.count_parameters(model)
-    result = timed_training(model, batch=batch, length=length, vocab=_model_config(shape).vocab_size, labels=labels,
-                            steps=steps, warmup=max(1, steps // 4), cuda=cuda, checkpointing=True, reset_peak=False)
+    result = timed_training(
+        model,
+        batch=batch,
+        length=length,
+        vocab=_model_config(shape).vocab_size,
+        labels=labels,
+        steps=steps,
+        warmup=max(1, steps // 4),
+        cuda=cuda,
+        checkpointing=True,
+        reset_peak=False,
+    )
     return {"shape": shape, "variant": variant, "trainable": trainable, "weights_gb": weights, **result}
 
 
@@ -221,12 +352,16 @@ def section_adapters(args) -> list[str]:
                 continue
             ratio = f"{r['peak_gb'] / base:.0%}" if base and r.get("peak_gb") else "-"
             gb = {k: "-" if r.get(k) is None else f"{r[k]:.2f}" for k in ("weights_gb", "peak_gb")}
-            lines.append(f"| {shape} | {variant} | {r['trainable'] / 1e6:.1f}M | {gb['weights_gb']} | {gb['peak_gb']} | "
-                         f"{ratio} | {r['samples_per_s']:.1f} |")
+            lines.append(
+                f"| {shape} | {variant} | {r['trainable'] / 1e6:.1f}M | {gb['weights_gb']} | {gb['peak_gb']} | "
+                f"{ratio} | {r['samples_per_s']:.1f} |"
+            )
         q = rows.get("qlora-4bit", {}).get("peak_gb")
         if shape == "gemma-2-2b" and base and q:
-            verdict.append(f"- target (QLoRA peak at most {QLORA_TARGET:.0%} of LoRA-bf16's, 2B shape): "
-                           f"**{'met' if q / base <= QLORA_TARGET else 'missed'}** ({q / base:.0%}).")
+            verdict.append(
+                f"- target (QLoRA peak at most {QLORA_TARGET:.0%} of LoRA-bf16's, 2B shape): "
+                f"**{'met' if q / base <= QLORA_TARGET else 'missed'}** ({q / base:.0%})."
+            )
     return lines + ([""] + verdict if verdict else [])
 
 
@@ -250,8 +385,7 @@ def generative_worker(shape: str, folder: str, steps: int, cpu_smoke: bool) -> d
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(0)
-    strategy = strategies.Adapter({"method": "lora", "r": 16, "alpha": 32, "dropout": 0.05},
-                                  "4bit" if cuda else "none")
+    strategy = strategies.Adapter({"method": "lora", "r": 16, "alpha": 32, "dropout": 0.05}, "4bit" if cuda else "none")
     model = load_causal_lm(folder, folder, strategy.weight_kwargs("bf16" if cuda else "fp32", device), device)
     model = strategy.prepare(model, base_path=folder, task_type="CAUSAL_LM")
     model.config.use_cache = False
@@ -273,20 +407,46 @@ def generative_worker(shape: str, folder: str, steps: int, cpu_smoke: bool) -> d
 
     with tempfile.TemporaryDirectory() as scratch:
         targs = TrainingArguments(
-            output_dir=scratch, per_device_train_batch_size=batch, max_steps=steps, learning_rate=1e-4, bf16=cuda,
-            use_cpu=not cuda, save_strategy="no", report_to="none", logging_steps=steps, disable_tqdm=True,
-            remove_unused_columns=False, activation_checkpointing=True, dataloader_drop_last=True, log_level="error")
-        trainer = CompTrainer(model=model, args=targs, train_dataset=rows, data_collator=G.AnswerCollator(0, 8),
-                              callbacks=[Clock()], loss=G.lm_loss,
-                              groups=lambda m, no_decay: param_groups(m, 1e-4, 0.0, 1.0, no_decay))
+            output_dir=scratch,
+            per_device_train_batch_size=batch,
+            max_steps=steps,
+            learning_rate=1e-4,
+            bf16=cuda,
+            use_cpu=not cuda,
+            save_strategy="no",
+            report_to="none",
+            logging_steps=steps,
+            disable_tqdm=True,
+            remove_unused_columns=False,
+            activation_checkpointing=True,
+            dataloader_drop_last=True,
+            log_level="error",
+        )
+        trainer = CompTrainer(
+            model=model,
+            args=targs,
+            train_dataset=rows,
+            data_collator=G.AnswerCollator(0, 8),
+            callbacks=[Clock()],
+            loss=G.lm_loss,
+            groups=lambda m, no_decay: param_groups(m, 1e-4, 0.0, 1.0, no_decay),
+        )
         trainer.train()
-    return {"shape": shape, "trainable": trainable, "batch": batch, "length": length, "answer": answer,
-            "samples_per_s": batch * (steps - warmup) / (marks[steps] - marks[warmup]),
-            "peak_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else None, "quantization": strategy.quantization}
+    return {
+        "shape": shape,
+        "trainable": trainable,
+        "batch": batch,
+        "length": length,
+        "answer": answer,
+        "samples_per_s": batch * (steps - warmup) / (marks[steps] - marks[warmup]),
+        "peak_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+        "quantization": strategy.quantization,
+    }
 
 
-def _score_prompt_rows(model, *, rows: int, head: int, row_length: int, vocab: int, labels: int, yes_no: bool,
-                       batch: int, cuda: bool) -> dict:
+def _score_prompt_rows(
+    model, *, rows: int, head: int, row_length: int, vocab: int, labels: int, yes_no: bool, batch: int, cuda: bool
+) -> dict:
     """The prompt family's scorer on random ids shaped like a labelling prompt: ``head`` shared tokens
     (instruction + few-shot examples), ``rows`` texts of about ``row_length`` tokens, and either one
     answer of 2 tokens per label (Choice) or a 10-token question + Yes / No per label (YesNo)."""
@@ -297,8 +457,9 @@ def _score_prompt_rows(model, *, rows: int, head: int, row_length: int, vocab: i
 
     rng = np.random.default_rng(0)
     head_ids = rng.integers(3, vocab, head).tolist()
-    texts = [rng.integers(3, vocab, int(rng.integers(row_length // 2, row_length * 3 // 2))).tolist()
-             for _ in range(rows)]
+    texts = [
+        rng.integers(3, vocab, int(rng.integers(row_length // 2, row_length * 3 // 2))).tolist() for _ in range(rows)
+    ]
     if yes_no:
         candidates = []
         for _ in range(labels):
@@ -325,19 +486,33 @@ def section_llm(args) -> list[str]:
     shape = "tiny-llama" if args.cpu_smoke else "llama-3.2-1b"
     rows, batch = (16, 8) if args.cpu_smoke else (1000, 64)
     dtype = torch.bfloat16 if cuda else torch.float32
-    lines = [f"### LLM families: the prompt scorer and a generative QLoRA step ({shape} shape)", "",
-             f"Prompt scorer: {rows} rows of ~32 tokens (16-48) after a 200-token shared head (instruction + few-shot",
-             f"examples), tree layout, the head's KV cache reused, batch {batch}, {str(dtype).split('.')[-1]}, SDPA; "
-             "tokens/s counts head + row + answers per row.", "",
-             "| workload | rows/s | prompt tokens/s |", "|---|---:|---:|"]
+    lines = [
+        f"### LLM families: the prompt scorer and a generative QLoRA step ({shape} shape)",
+        "",
+        f"Prompt scorer: {rows} rows of ~32 tokens (16-48) after a 200-token shared head (instruction + few-shot",
+        f"examples), tree layout, the head's KV cache reused, batch {batch}, {str(dtype).split('.')[-1]}, SDPA; "
+        "tokens/s counts head + row + answers per row.",
+        "",
+        "| workload | rows/s | prompt tokens/s |",
+        "|---|---:|---:|",
+    ]
     with tempfile.TemporaryDirectory(prefix=f"gpu-check-llm-{shape}-") as folder:
         with torch.device("cuda" if cuda else "cpu"):
             model = AutoModelForCausalLM.from_config(_model_config(shape), dtype=dtype, attn_implementation="sdpa")
         model.eval()
         vocab = model.config.vocab_size
         for name, labels, yes_no in (("4 classes, Choice", 4, False), ("28 labels, YesNo", 28, True)):
-            r = _score_prompt_rows(model, rows=rows, head=200, row_length=32, vocab=vocab, labels=labels,
-                                   yes_no=yes_no, batch=batch, cuda=cuda)
+            r = _score_prompt_rows(
+                model,
+                rows=rows,
+                head=200,
+                row_length=32,
+                vocab=vocab,
+                labels=labels,
+                yes_no=yes_no,
+                batch=batch,
+                cuda=cuda,
+            )
             lines.append(f"| {name} | {r['rows_per_s']:.1f} | {r['tokens_per_s']:,.0f} |")
             print(json.dumps({"workload": name, **r}), flush=True)
         model.save_pretrained(folder)
@@ -353,16 +528,27 @@ def section_llm(args) -> list[str]:
     g = json.loads(done.stdout.strip().splitlines()[-1])
     peak = "-" if g["peak_gb"] is None else f"{g['peak_gb']:.2f}"
     return lines + [
-        "", f"Generative fine-tuning (model: generative's path): base {'4-bit NF4' if g['quantization'] == '4bit' else 'unquantised'},"
+        "",
+        "Generative fine-tuning (model: generative's path): base "
+        f"{'4-bit NF4' if g['quantization'] == '4bit' else 'unquantised'},"
         f" LoRA r 16 on every linear layer ({g['trainable']:,} trainable), batch {g['batch']} x {g['length']}"
-        f" tokens with the loss on the last {g['answer']}, logits only at the answer positions, gradient checkpointing.", "",
-        "| samples/s | peak GB (from loading) |", "|---:|---:|", f"| {g['samples_per_s']:.1f} | {peak} |"]
+        f" tokens with the loss on the last {g['answer']}, logits only at the answer positions, gradient "
+        "checkpointing.",
+        "",
+        "| samples/s | peak GB (from loading) |",
+        "|---:|---:|",
+        f"| {g['samples_per_s']:.1f} | {peak} |",
+    ]
 
 
 def section_fsdp(args) -> list[str]:
-    return ["### FSDP", "", "Skipped: FSDP shards over processes; on one GPU it measures nothing. Its mapping onto the",
-            "Trainer's settings (`distributed: fsdp`, FSDP-QLoRA with 4-bit weights stored in bf16) is unit-tested;",
-            "accelerate runs FSDP on GPUs only, so it has not run in a session without them."]
+    return [
+        "### FSDP",
+        "",
+        "Skipped: FSDP shards over processes; on one GPU it measures nothing. Its mapping onto the",
+        "Trainer's settings (`distributed: fsdp`, FSDP-QLoRA with 4-bit weights stored in bf16) is unit-tested;",
+        "accelerate runs FSDP on GPUs only, so it has not run in a session without them.",
+    ]
 
 
 SECTIONS = {"encoder": section_encoder, "adapters": section_adapters, "llm": section_llm, "fsdp": section_fsdp}
@@ -386,8 +572,10 @@ def main() -> int:
 
     cuda = torch.cuda.is_available()
     if not cuda and not args.cpu_smoke:
-        print("gpu_check: no CUDA GPU here, nothing measured; docs/benchmarks.md keeps 'not yet measured'. "
-              "Run `make gpu-check` on a machine with one.")
+        print(
+            "gpu_check: no CUDA GPU here, nothing measured; docs/benchmarks.md keeps 'not yet measured'. "
+            "Run `make gpu-check` on a machine with one."
+        )
         return 0
     if args.cpu_smoke:
         args.steps = min(args.steps, 3)
@@ -396,14 +584,20 @@ def main() -> int:
     import peft
     import transformers
 
-    lines = ["## GPU figures (`make gpu-check`)", "",
-             f"GPU: {gpu}; torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}. "
-             "Random weights in the released models' shapes; every variant trained through comp's CompTrainer.", ""]
+    lines = [
+        "## GPU figures (`make gpu-check`)",
+        "",
+        f"GPU: {gpu}; torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}. "
+        "Random weights in the released models' shapes; every variant trained through comp's CompTrainer.",
+        "",
+    ]
     for name in args.sections:
         section_started = time.perf_counter()
         lines += SECTIONS[name](args) + ["", f"({name}: {time.perf_counter() - section_started:.0f} s)", ""]
         print(f"gpu_check: {name} done", flush=True)
-    lines.append(f"Command: `.venv/bin/python bench/gpu_check.py` (all sections: {time.perf_counter() - started:.0f} s).")
+    lines.append(
+        f"Command: `.venv/bin/python bench/gpu_check.py` (all sections: {time.perf_counter() - started:.0f} s)."
+    )
     text = "\n".join(lines)
     print(text)
     if cuda and not args.cpu_smoke:

@@ -1,6 +1,8 @@
 """Run every benchmark in bench/ in turn; each writes its own section of docs/benchmarks.md.
 
-    .venv/bin/python bench/run_all.py [NAME ...]     (names: cli metrics thresholds determinism quality stack transformer tricks tune)
+    .venv/bin/python bench/run_all.py [NAME ...]
+
+(names: cli metrics thresholds determinism quality stack transformer tricks tune)
 
 GPU figures have their own command: `make gpu-check` (bench/gpu_check.py).
 """

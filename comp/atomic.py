@@ -42,8 +42,11 @@ def storage_error(exc: OSError, path: str | Path, action: str = "write") -> Stor
     if code is None and _no_space_left(Path(path)):  # numpy: "600 requested and 256 written"
         code = errno.ENOSPC
     reason = _REASONS.get(code) or (exc.strerror or str(exc).split(":")[0] or type(exc).__name__).lower()
-    advice = ("free some space and retry" if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-              else "make the folder writable (or work on a writable copy of the workspace) and retry")
+    advice = (
+        "free some space and retry"
+        if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        else "make the folder writable (or work on a writable copy of the workspace) and retry"
+    )
     return StorageError(f"cannot {action} {path}: {reason}; {advice} (nothing was half-written)")
 
 

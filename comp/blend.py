@@ -90,8 +90,14 @@ class CaruanaBlender:
 
     cross_fit_output = False
 
-    def __init__(self, metric: str = "f1_macro", task: str = "multilabel", min_labels: int = 0, max_steps: int = 40,
-                 patience: int = 5):
+    def __init__(
+        self,
+        metric: str = "f1_macro",
+        task: str = "multilabel",
+        min_labels: int = 0,
+        max_steps: int = 40,
+        patience: int = 5,
+    ):
         self.metric = metric
         self.task = task
         self.min_labels = min_labels

@@ -105,7 +105,9 @@ class Chain:
         M = check_members(M)
         Y = check_labels(Y, task, "Y")
         if M.shape[1:] != Y.shape:
-            raise DataError(f"members have {M.shape[1]} rows x {M.shape[2]} classes but the labels have shape {Y.shape}")
+            raise DataError(
+                f"members have {M.shape[1]} rows x {M.shape[2]} classes but the labels have shape {Y.shape}"
+            )
         if folds is not None:
             folds, _ = fold_ids(folds, Y.shape[0])
         self.blender_, X = _fit_step(self.blender, M, Y, folds)
@@ -231,5 +233,6 @@ def cross_fit(chain: Chain, M, Y, folds, metric: str) -> CrossFit:
         thresholds.append(np.asarray(fitted.decision_.thresholds_, dtype=float))
     pred = proba if spec.needs_proba else labels
     per_fold = [float(score(metric, Y[folds == k], pred[folds == k], task)) for k in ids]
-    return CrossFit(metric, proba, labels, ids.tolist(), per_fold, float(score(metric, Y, pred, task)),
-                    np.array(thresholds))
+    return CrossFit(
+        metric, proba, labels, ids.tolist(), per_fold, float(score(metric, Y, pred, task)), np.array(thresholds)
+    )

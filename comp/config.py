@@ -41,8 +41,10 @@ class PseudoLabels:
         if not self.weight > 0:
             raise ConfigError(f"{where}: weight must be positive, got {self.weight}")
         if not self.test and not self.extra:
-            raise ConfigError(f"{where}: test is false and no extra CSV is named: there is nothing to label; "
-                              "set test: true or extra: data/extra.csv")
+            raise ConfigError(
+                f"{where}: test is false and no extra CSV is named: there is nothing to label; "
+                "set test: true or extra: data/extra.csv"
+            )
 
 
 @dataclass
@@ -58,7 +60,9 @@ class Distill:
         if not self.run:
             raise ConfigError(f"{where}: name the teacher run, e.g. distill: {{run: tfidf}}")
         if not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"{where}: alpha must be within [0, 1] (the teacher's share of the target), got {self.alpha}")
+            raise ConfigError(
+                f"{where}: alpha must be within [0, 1] (the teacher's share of the target), got {self.alpha}"
+            )
         if not self.temperature > 0:
             raise ConfigError(f"{where}: temperature must be positive, got {self.temperature}")
 
@@ -133,9 +137,7 @@ def build(cls: type, raw: dict[str, Any], where: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; valid keys are: {', '.join(sorted(fields))}"
-        )
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys are: {', '.join(sorted(fields))}")
     values = {name: coerce(raw[name], hints[name], f"{where}: {name}") for name in raw}
     try:
         obj = cls(**values)
@@ -227,6 +229,8 @@ def example_configs() -> dict[str, str]:
     from importlib.resources import files
 
     folder = files("comp").joinpath("configs")
-    return {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.iterdir(), key=lambda p: p.name)
-            if p.name.endswith(".yaml")}
-
+    return {
+        p.name: p.read_text(encoding="utf-8")
+        for p in sorted(folder.iterdir(), key=lambda p: p.name)
+        if p.name.endswith(".yaml")
+    }

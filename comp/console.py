@@ -13,7 +13,9 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[object]], right: Sequence[int] = ()) -> None:
+def table(
+    title: str | None, columns: Sequence[str], rows: Iterable[Sequence[object]], right: Sequence[int] = ()
+) -> None:
     t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, box=None, header_style="bold")
     for i, name in enumerate(columns):
         t.add_column(name, justify="right" if i in right else "left")
@@ -48,7 +50,9 @@ class TaskProgress:
         self._seen: dict[str, str] = {}
 
     def _table(self, tasks) -> Table:
-        t = Table(title=self.title, title_justify="left", show_edge=False, pad_edge=False, box=None, header_style="bold")
+        t = Table(
+            title=self.title, title_justify="left", show_edge=False, pad_edge=False, box=None, header_style="bold"
+        )
         for name in ("task", "status", "where", "seconds"):
             t.add_column(name, justify="right" if name == "seconds" else "left")
         for task in tasks:
@@ -68,8 +72,11 @@ class TaskProgress:
             if self._seen.get(task.key) != task.status:
                 self._seen[task.key] = task.status
                 seconds = "" if task.seconds is None else f" after {task.seconds:.1f}s"
-                err.print(f"{task.key}: {task.status}{seconds}" + (f" [{task.where}]" if task.where else ""),
-                          markup=False, style="dim")
+                err.print(
+                    f"{task.key}: {task.status}{seconds}" + (f" [{task.where}]" if task.where else ""),
+                    markup=False,
+                    style="dim",
+                )
 
     def close(self) -> None:
         if self._live is not None:

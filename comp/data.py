@@ -90,9 +90,7 @@ def infer_schema(train: pd.DataFrame, test: pd.DataFrame, sample: pd.DataFrame) 
     for frame, name in ((train, "train.csv"), (test, "test.csv")):
         _require_columns(frame, [id_column], Path(name), hint)
     _require_columns(train, label_columns, Path("train.csv"), hint)
-    text_columns = [
-        c for c in test.columns if c != id_column and c not in label_columns and not _is_numeric(test[c])
-    ]
+    text_columns = [c for c in test.columns if c != id_column and c not in label_columns and not _is_numeric(test[c])]
     if not text_columns:
         raise DataError(
             f"test.csv has no text column (columns: {', '.join(test.columns)}); set text_columns in comp.yaml"
@@ -105,9 +103,7 @@ def infer_schema(train: pd.DataFrame, test: pd.DataFrame, sample: pd.DataFrame) 
         values = sorted(set(train[label_columns[0]].str.strip()) - {""})
         values = sorted(_as_int_if_possible(values), key=lambda v: (isinstance(v, str), v))
         if len(values) < 2:
-            raise DataError(
-                f"train.csv column '{label_columns[0]}' has a single value {values!r}; nothing to learn"
-            )
+            raise DataError(f"train.csv column '{label_columns[0]}' has a single value {values!r}; nothing to learn")
         task = "binary" if len(values) == 2 else "multiclass"
         classes = values
     sample_values = sample[label_columns].to_numpy().ravel()
@@ -280,9 +276,7 @@ def read_texts(path: str | Path, settings) -> tuple[list[str], list[str]]:
     """``(ids, texts)`` of a test-shaped CSV (the id and text columns of comp.yaml), validated."""
     path = Path(path)
     frame = read_csv(path)
-    _require_columns(
-        frame, [settings.id_column, *settings.text_columns], path, "It needs the columns test.csv has."
-    )
+    _require_columns(frame, [settings.id_column, *settings.text_columns], path, "It needs the columns test.csv has.")
     if frame.empty:
         raise DataError(f"{path.name} has a header but no rows")
     _check_ids(frame, settings.id_column, path)

@@ -61,9 +61,7 @@ def apply_thresholds(P, thresholds, task: str, min_labels: int = 0) -> np.ndarra
     return decide(P, t, task, check_min_labels(min_labels)).astype(np.int64)
 
 
-def decide(
-    P: np.ndarray, t: np.ndarray, task: str, min_labels: int, top: np.ndarray | None = None
-) -> np.ndarray:
+def decide(P: np.ndarray, t: np.ndarray, task: str, min_labels: int, top: np.ndarray | None = None) -> np.ndarray:
     """Boolean labels; ``top`` (n,): each row's argmax, if already known."""
     if task == "multiclass":
         labels = np.zeros(P.shape, dtype=bool, order="F")
@@ -132,8 +130,11 @@ class DefaultDecision:
         check_min_labels(self.min_labels)
         n_classes = 1 if task == "binary" and np.ndim(P) == 1 else np.shape(P)[1]
         self.thresholds_ = default_thresholds(task, n_classes)
-        self.method_ = "argmax" if task == "multiclass" else f"p >= {DEFAULT_THRESHOLD}" + (
-            f" with min_labels={self.min_labels}" if self.min_labels and task == "multilabel" else ""
+        self.method_ = (
+            "argmax"
+            if task == "multiclass"
+            else f"p >= {DEFAULT_THRESHOLD}"
+            + (f" with min_labels={self.min_labels}" if self.min_labels and task == "multilabel" else "")
         )
         return self
 

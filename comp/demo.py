@@ -41,8 +41,16 @@ def run_demo(keep: Path | None, comp: Callable[[Sequence[str]], object]) -> Path
     step("comp folds --folds 5", "folds", "--folds", 5)
     step("comp train configs/tfidf.yaml", "train", configs / "tfidf.yaml")
     step("comp train configs/nbsvm.yaml", "train", configs / "nbsvm.yaml")
-    step("comp ensemble tfidf nbsvm --name blend --method weighted",
-         "ensemble", "tfidf", "nbsvm", "--name", "blend", "--method", "weighted")
+    step(
+        "comp ensemble tfidf nbsvm --name blend --method weighted",
+        "ensemble",
+        "tfidf",
+        "nbsvm",
+        "--name",
+        "blend",
+        "--method",
+        "weighted",
+    )
     step("comp thresholds blend", "thresholds", "blend")
     step("comp runs", "runs")
     for run in ("tfidf", "nbsvm", "blend"):

@@ -48,17 +48,23 @@ def check_compatible(runs: list[RunData]) -> None:
     for r in runs[1:]:
         if not r.record.folds.same_file(first.record.folds):
             raise RunError(
-                f"runs '{first.name}' and '{r.name}' were trained on different fold files ({first.record.folds.file} vs "
+                f"runs '{first.name}' and '{r.name}' were trained on different fold files ({first.record.folds.file} "
+                "vs "
                 f"{r.record.folds.file}); retrain one of them with the other's --folds/--seed so their OOF rows line up"
             )
         if r.ids != first.ids or r.test_ids != first.test_ids or not np.array_equal(r.folds, first.folds):
-            raise RunError(f"runs '{first.name}' and '{r.name}' have different train or test ids; retrain them on the same data")
+            raise RunError(
+                f"runs '{first.name}' and '{r.name}' have different train or test ids; retrain them on the same data"
+            )
         if r.classes != first.classes:
-            raise RunError(f"runs '{first.name}' and '{r.name}' have different classes; they belong to different competitions")
+            raise RunError(
+                f"runs '{first.name}' and '{r.name}' have different classes; they belong to different competitions"
+            )
 
 
-def ensemble_config(method: str, metric: str, names: list[str], meta_model: str = "logistic",
-                    meta_c: float = 1.0) -> dict:
+def ensemble_config(
+    method: str, metric: str, names: list[str], meta_model: str = "logistic", meta_c: float = 1.0
+) -> dict:
     """run.yaml's ``config`` of an ensemble: what `make_blender` rebuilds the blender from."""
     config = {"method": method, "metric": metric, "members": list(names)}
     if method == "stack":
@@ -78,23 +84,38 @@ class EnsembleResult:
 def member_scores(run: RunData, Y: np.ndarray, task: str, metric: str, min_labels: int) -> dict:
     """A member's CV in ``metric`` (its scores.json may hold another metric): recomputed from its OOF."""
     scores = evaluate_oof(run.oof, Y, run.folds, task, metric, min_labels)
-    return {"metric": metric, "greater_is_better": scores.greater_is_better, "at_0.5": scores.at_05,
-            "tuned": scores.tuned, "honest": scores.honest}
+    return {
+        "metric": metric,
+        "greater_is_better": scores.greater_is_better,
+        "at_0.5": scores.at_05,
+        "tuned": scores.tuned,
+        "honest": scores.honest,
+    }
 
 
 def best_member(members: dict[str, dict], metric: str) -> tuple[str, float]:
     """The member with the best honest CV in ``metric``; refuses scores of another metric."""
     other = [n for n, m in members.items() if m.get("metric") != metric]
     if other:
-        raise RunError(f"member(s) {', '.join(other)} are scored with another metric than {metric}; "
-                       "they cannot be compared with the ensemble")
+        raise RunError(
+            f"member(s) {', '.join(other)} are scored with another metric than {metric}; "
+            "they cannot be compared with the ensemble"
+        )
     pick = max if METRICS[metric].greater_is_better else min
     name = pick(members, key=lambda n: members[n]["honest"])
     return name, members[name]["honest"]
 
 
-def make_ensemble(ws: Workspace, names: list[str], name: str, method: str = "mean", metric: str | None = None,
-                  force: bool = False, meta_model: str = "logistic", meta_c: float = 1.0) -> EnsembleResult:
+def make_ensemble(
+    ws: Workspace,
+    names: list[str],
+    name: str,
+    method: str = "mean",
+    metric: str | None = None,
+    force: bool = False,
+    meta_model: str = "logistic",
+    meta_c: float = 1.0,
+) -> EnsembleResult:
     import time
 
     started = time.perf_counter()
@@ -121,12 +142,17 @@ def make_ensemble(ws: Workspace, names: list[str], name: str, method: str = "mea
     folds = runs[0].folds
     n_folds = np.unique(folds).size
     if method == "stack" and n_folds < 3:
-        raise RunError(f"stacking needs at least 3 folds (the honest CV fits each fold's meta-model out of fold on the "
-                       f"others), the members have {n_folds}; retrain them with --folds 3 or more")
+        raise RunError(
+            f"stacking needs at least 3 folds (the honest CV fits each fold's meta-model out of fold on the "
+            f"others), the members have {n_folds}; retrain them with --folds 3 or more"
+        )
     config = ensemble_config(method, metric, names, meta_model, meta_c)
     task = settings.task
-    chain = Chain(make_blender(config, task, settings.min_labels),
-                  decision=decision_for(metric, task, settings.min_labels), task=task)
+    chain = Chain(
+        make_blender(config, task, settings.min_labels),
+        decision=decision_for(metric, task, settings.min_labels),
+        task=task,
+    )
     members_oof = np.stack([r.oof for r in runs])
     scores = evaluate_chain(chain, members_oof, comp.Y, folds, metric)
     test = chain.predict_proba(np.stack([r.test for r in runs]))
@@ -134,23 +160,49 @@ def make_ensemble(ws: Workspace, names: list[str], name: str, method: str = "mea
     weight_map = {r.name: float(w) for r, w in zip(runs, chain.blender_.weights_, strict=True)}
     config.update(blender_config(chain.blender))
     # the members' data fingerprint, which load_run checked is current
-    record = RunRecord(name=name, kind="ensemble", model=f"ensemble({method})", config=config, members=list(names),
-                       folds=runs[0].record.folds, competition=runs[0].record.competition, data=runs[0].record.data,
-                       versions=package_versions(), created=now(), completed=now())
+    record = RunRecord(
+        name=name,
+        kind="ensemble",
+        model=f"ensemble({method})",
+        config=config,
+        members=list(names),
+        folds=runs[0].record.folds,
+        competition=runs[0].record.competition,
+        data=runs[0].record.data,
+        versions=package_versions(),
+        created=now(),
+        completed=now(),
+    )
     optimistic = {r.name: r.record.optimistic_reason for r in runs if r.record.cv_optimistic}
     flag = {}
     if optimistic:  # a member's OOF carries its validation folds' labels: so does the blend's
         record.cv_optimistic = True
-        record.cv_optimistic_reason = "; ".join(f"member '{n}' has an optimistic CV ({why})" for n, why in optimistic.items())
+        record.cv_optimistic_reason = "; ".join(
+            f"member '{n}' has an optimistic CV ({why})" for n, why in optimistic.items()
+        )
         flag = {"cv_optimistic": True, "cv_optimistic_reason": record.cv_optimistic_reason}
     seconds = round(time.perf_counter() - started, 2)
-    write_run_outputs(paths, settings.id_column, settings.output_names, runs[0].ids, folds, chain.oof_, runs[0].test_ids,
-                      test, scores.scores_json({"task": task, "n_folds": n_folds, "seconds": seconds, "members": members,
-                                                **flag}),
-                      scores.thresholds_json(settings.output_names, task, settings.min_labels))
+    write_run_outputs(
+        paths,
+        settings.id_column,
+        settings.output_names,
+        runs[0].ids,
+        folds,
+        chain.oof_,
+        runs[0].test_ids,
+        test,
+        scores.scores_json({"task": task, "n_folds": n_folds, "seconds": seconds, "members": members, **flag}),
+        scores.thresholds_json(settings.output_names, task, settings.min_labels),
+    )
     objective = metric if method == "weighted" else None
-    weights = {"method": method, "members": names, "metric": objective, "greater_is_better": greater_is_better(objective),
-               "weights": weight_map, "weights_are": WEIGHTS_ARE[method]}
+    weights = {
+        "method": method,
+        "members": names,
+        "metric": objective,
+        "greater_is_better": greater_is_better(objective),
+        "weights": weight_map,
+        "weights_are": WEIGHTS_ARE[method],
+    }
     if method == "stack":
         weights.update({"meta_model": meta_model, "C": float(meta_c)})
     write_json(paths.weights, weights)

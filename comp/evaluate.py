@@ -130,9 +130,7 @@ def settings_from_key(key: pd.DataFrame, sub: pd.DataFrame) -> CompSettings:
     id_column, label_columns = key.columns[0], list(key.columns[1:])
     if not label_columns:
         raise DataError(f"the answer key has only the column '{id_column}'; it needs an id and label columns")
-    values = [
-        v.strip() for v in sub[[c for c in label_columns if c in sub.columns]].to_numpy().ravel() if v.strip()
-    ]
+    values = [v.strip() for v in sub[[c for c in label_columns if c in sub.columns]].to_numpy().ravel() if v.strip()]
     fmt = "labels"
     try:
         if values and any(float(v) != int(float(v)) for v in values):

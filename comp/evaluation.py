@@ -115,8 +115,10 @@ def decision_for(metric: str, task: str, min_labels: int = 0, class_offsets: boo
     if not get_metric(metric).needs_proba:
         return ThresholdOptimizer(metric, task, min_labels, class_offsets)
     if class_offsets:
-        raise ConfigError(f"--offsets tunes the decision, but metric '{metric}' scores probabilities; "
-                          "drop --offsets or pick a label metric")
+        raise ConfigError(
+            f"--offsets tunes the decision, but metric '{metric}' scores probabilities; "
+            "drop --offsets or pick a label metric"
+        )
     return DefaultDecision(task, min_labels)
 
 
@@ -137,23 +139,40 @@ def evaluate_chain(chain: Chain, M, Y, folds, metric: str) -> OofScores:
     per_fold = []
     for k, honest_k in zip(honest.folds, honest.per_fold, strict=True):
         rows = folds == k
-        per_fold.append({
-            "fold": int(k),
-            "rows": int(rows.sum()),
-            "at_0.5": float(score(metric, Y[rows], at_05[rows], task)),
-            "tuned": float(score(metric, Y[rows], tuned[rows], task)),
-            "honest": honest_k,
-        })
+        per_fold.append(
+            {
+                "fold": int(k),
+                "rows": int(rows.sum()),
+                "at_0.5": float(score(metric, Y[rows], at_05[rows], task)),
+                "tuned": float(score(metric, Y[rows], tuned[rows], task)),
+                "honest": honest_k,
+            }
+        )
     tuned_for = getattr(chain.decision_, "metric", None)
     method = chain.decision_.method_
     if tuned_for is None and get_metric(metric).needs_proba:
         method += f" ({metric} scores probabilities: no thresholds to tune)"
-    return OofScores(metric, float(score(metric, Y, at_05, task)), float(score(metric, Y, tuned, task)),
-                     honest.score, per_fold, np.asarray(chain.decision_.thresholds_, dtype=float), method, tuned_for)
+    return OofScores(
+        metric,
+        float(score(metric, Y, at_05, task)),
+        float(score(metric, Y, tuned, task)),
+        honest.score,
+        per_fold,
+        np.asarray(chain.decision_.thresholds_, dtype=float),
+        method,
+        tuned_for,
+    )
 
 
-def evaluate_oof(P: np.ndarray, Y: np.ndarray, folds: np.ndarray, task: str, metric: str,
-                 min_labels: int = 0, class_offsets: bool = False) -> OofScores:
+def evaluate_oof(
+    P: np.ndarray,
+    Y: np.ndarray,
+    folds: np.ndarray,
+    task: str,
+    metric: str,
+    min_labels: int = 0,
+    class_offsets: bool = False,
+) -> OofScores:
     """One model's OOF ``P`` ``(n_samples, n_outputs)`` scored with its decision for ``metric``;
     ``folds`` ``(n_samples,)`` the fold of each row."""
     chain = Chain(MeanBlender(task), decision=decision_for(metric, task, min_labels, class_offsets), task=task)
@@ -187,7 +206,9 @@ def merge_scores(previous: dict[str, Any], new: OofScores) -> tuple[dict[str, An
     run's thresholds. A label metric becomes the run's metric (its thresholds are the decision);
     a probability metric never displaces a label metric's thresholds: it is kept as its own entry
     under ``other_metrics``. The other keys (task, n_folds, seconds, members) are kept."""
-    kept = {k: v for k, v in previous.items() if k not in ("metric", "greater_is_better", "cv", "per_fold", "other_metrics")}
+    kept = {
+        k: v for k, v in previous.items() if k not in ("metric", "greater_is_better", "cv", "per_fold", "other_metrics")
+    }
     others = dict(previous.get("other_metrics") or {})
     main = previous.get("metric")
     main_is_label = main in METRICS and not METRICS[main].needs_proba
@@ -216,6 +237,8 @@ def threshold_values(record: dict[str, Any], classes: list[str]) -> np.ndarray:
     values = record.get("thresholds") or {}
     missing = [c for c in classes if c not in values]
     if missing:
-        raise RunError(f"thresholds.json has no threshold for class(es) {', '.join(missing[:5])}; "
-                       "re-fit them with `comp thresholds RUN`")
+        raise RunError(
+            f"thresholds.json has no threshold for class(es) {', '.join(missing[:5])}; "
+            "re-fit them with `comp thresholds RUN`"
+        )
     return np.array([np.nan if values[c] is None else float(values[c]) for c in classes])

@@ -63,10 +63,14 @@ def _stage(source: Path, staging: Path) -> Path:
                 shutil.copy2(path, target)
     elif source.is_file():
         if not zipfile.is_zipfile(source):
-            raise DataError(f"{source} is neither a folder nor a zip file; pass the folder or zip of the competition files")
+            raise DataError(
+                f"{source} is neither a folder nor a zip file; pass the folder or zip of the competition files"
+            )
         _safe_extract(source, staging)
     else:
-        raise DataError(f"{source} does not exist; pass a folder or zip holding train.csv, test.csv, sample_submission.csv")
+        raise DataError(
+            f"{source} does not exist; pass a folder or zip holding train.csv, test.csv, sample_submission.csv"
+        )
     for _ in range(_MAX_NESTED_ZIPS):
         nested = [p for p in staging.rglob("*.zip") if p.is_file()]
         if not nested:
@@ -106,7 +110,9 @@ def install_from(ws: Workspace, source: Path, origin: str, force: bool = False, 
         _stage(source, staging)
         found = _locate(staging, origin)
         # messages name the file as the user knows it, never the staging folder that is deleted afterwards
-        frames = {key: read_csv(path, shown=_shown(path.relative_to(staging), source, origin)) for key, path in found.items()}
+        frames = {
+            key: read_csv(path, shown=_shown(path.relative_to(staging), source, origin)) for key, path in found.items()
+        }
         inferred = infer_schema(frames["train"], frames["test"], frames["samplesubmission"])
         filled = fill_schema(settings, inferred)
         build_competition(settings, frames["train"], frames["test"], frames["samplesubmission"], ws.data_dir)
@@ -140,8 +146,6 @@ def _shown(relative: Path, source: Path, origin: str) -> str:
     if Path(source).is_dir():
         return str(Path(source) / relative)
     return f"{relative} in {origin}"
-
-
 
 
 def fetch_local(ws: Workspace, source: Path, force: bool = False) -> FetchResult:

@@ -25,8 +25,14 @@ if TYPE_CHECKING:
 
 # the parts compared, in the order a message names them
 PARTS = (("train", "ids"), ("train", "texts"), ("train", "labels"), ("test", "ids"), ("test", "texts"))
-_COLUMN_NAMES = {"id": "id_column", "text": "text_columns", "separator": "text_separator", "labels": "label_columns",
-                 "task": "task", "classes": "classes"}
+_COLUMN_NAMES = {
+    "id": "id_column",
+    "text": "text_columns",
+    "separator": "text_separator",
+    "labels": "label_columns",
+    "task": "task",
+    "classes": "classes",
+}
 
 
 def _digest_strings(values) -> str:
@@ -56,8 +62,14 @@ def data_fingerprint(comp: Competition, recorded: str) -> dict[str, Any]:
     s = comp.settings
     return {
         "recorded": recorded,
-        "columns": {"id": s.id_column, "text": list(s.text_columns), "separator": s.text_separator,
-                    "labels": list(s.label_columns), "task": s.task, "classes": [str(c) for c in s.classes]},
+        "columns": {
+            "id": s.id_column,
+            "text": list(s.text_columns),
+            "separator": s.text_separator,
+            "labels": list(s.label_columns),
+            "task": s.task,
+            "classes": [str(c) for c in s.classes],
+        },
         "train": _split(comp.train_ids, comp.train_texts, comp.Y),
         "test": _split(comp.test_ids, comp.test_texts),
     }

@@ -34,9 +34,17 @@ def train_fold(plan: RunPlan, unit: Unit, on_epoch: Callable[[int, float, float]
     texts = comp.train_texts
     out = plan.unit_dir(unit)
     log(f"{unit.label}: training on {len(train_rows)} rows, validating on {len(valid_rows)}")
-    context = FoldContext(fold=k, seed=task_seed(plan.seed, k, unit.seed), cache_dir=plan.ws.cache_dir, fold_dir=out,
-                          log=log, warn=log.warn, is_main_process=plan.main, positions=(train_rows, valid_rows),
-                          on_epoch=None if on_epoch is None else (lambda epoch, value: on_epoch(k, epoch, value)))
+    context = FoldContext(
+        fold=k,
+        seed=task_seed(plan.seed, k, unit.seed),
+        cache_dir=plan.ws.cache_dir,
+        fold_dir=out,
+        log=log,
+        warn=log.warn,
+        is_main_process=plan.main,
+        positions=(train_rows, valid_rows),
+        on_epoch=None if on_epoch is None else (lambda epoch, value: on_epoch(k, epoch, value)),
+    )
     model = plan.family.Model(config, task, context)
     valid_texts = [texts[i] for i in valid_rows]
     if plan.stage is None:
@@ -53,8 +61,11 @@ def train_fold(plan: RunPlan, unit: Unit, on_epoch: Callable[[int, float, float]
         oof = np.asarray(predict_oof(valid_texts), dtype=np.float64)
         test = np.asarray(model.predict_proba(comp.test_texts), dtype=np.float64)
     # library warnings (e.g. a solver that did not converge) belong in train.log, once per message
-    for message in dict.fromkeys(f"{unit.label}: {w.category.__name__}: {str(w.message).splitlines()[0]}"
-                                 for w in caught if not issubclass(w.category, DeprecationWarning | FutureWarning)):
+    for message in dict.fromkeys(
+        f"{unit.label}: {w.category.__name__}: {str(w.message).splitlines()[0]}"
+        for w in caught
+        if not issubclass(w.category, DeprecationWarning | FutureWarning)
+    ):
         log.warn(message)
     expected = (len(valid_rows), task.n_outputs)
     if oof.shape != expected or test.shape != (len(comp.test_texts), task.n_outputs):
@@ -66,9 +77,11 @@ def train_fold(plan: RunPlan, unit: Unit, on_epoch: Callable[[int, float, float]
         checked, scored = (("validation", oof), ("test", test)), np.ones(len(oof), dtype=bool)
     for name, values in checked:
         if not np.isfinite(values).all() or values.min() < -1e-6 or values.max() > 1 + 1e-6:
-            raise RunError(f"{unit.label}: model '{config.model}' returned {name} probabilities that are NaN or "
-                           "outside [0, 1]; nothing was saved for this fold (check the config, e.g. a learning rate "
-                           "too high)")
+            raise RunError(
+                f"{unit.label}: model '{config.model}' returned {name} probabilities that are NaN or "
+                "outside [0, 1]; nothing was saved for this fold (check the config, e.g. a learning rate "
+                "too high)"
+            )
     seconds = time.perf_counter() - started
     if plan.main:
         if config.save_models:
@@ -77,10 +90,19 @@ def train_fold(plan: RunPlan, unit: Unit, on_epoch: Callable[[int, float, float]
             model.save(out / ("adapter" if adapter else "model"))
         write_npy(out / "oof.npy", oof)
         write_npy(out / "test.npy", test)
-        facts = {"fold": k, **({"seed": unit.seed, "seed_value": context.seed} if unit.n_seeds > 1 else {}),
-                 "seconds": round(seconds, 2), "train_rows": len(train_rows), "valid_rows": len(valid_rows),
-                 **stage_facts, "finished": now(), "host": socket.gethostname(), "pid": os.getpid(), "digest": plan.digest,
-                 **({} if scored.all() else {"scored_rows": int(scored.sum())})}
+        facts = {
+            "fold": k,
+            **({"seed": unit.seed, "seed_value": context.seed} if unit.n_seeds > 1 else {}),
+            "seconds": round(seconds, 2),
+            "train_rows": len(train_rows),
+            "valid_rows": len(valid_rows),
+            **stage_facts,
+            "finished": now(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "digest": plan.digest,
+            **({} if scored.all() else {"scored_rows": int(scored.sum())}),
+        }
         # the marker is written last: its presence means the task's arrays are complete
         write_json(out / "done.json", facts)
     log(f"{unit.label}: done in {seconds:.1f}s")
@@ -107,10 +129,20 @@ def complete_fold(plan: RunPlan, k: int) -> bool:
         facts = [json.loads((d / "done.json").read_text(encoding="utf-8")) for d in dirs]
         write_npy(paths.fold_oof(k), mean_of([np.load(d / "oof.npy") for d in dirs]))
         write_npy(paths.fold_test(k), mean_of([np.load(d / "test.npy") for d in dirs]))
-        write_json(paths.fold_done(k), {"fold": k, "seeds": len(units), "seconds": round(sum(f["seconds"] for f in facts), 2),
-                                        "train_rows": facts[0]["train_rows"], "valid_rows": facts[0]["valid_rows"],
-                                        "finished": now(), "host": socket.gethostname(), "pid": os.getpid(),
-                                        "digest": plan.digest,
-                                        **({"scored_rows": facts[0]["scored_rows"]} if "scored_rows" in facts[0] else {})})
+        write_json(
+            paths.fold_done(k),
+            {
+                "fold": k,
+                "seeds": len(units),
+                "seconds": round(sum(f["seconds"] for f in facts), 2),
+                "train_rows": facts[0]["train_rows"],
+                "valid_rows": facts[0]["valid_rows"],
+                "finished": now(),
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "digest": plan.digest,
+                **({"scored_rows": facts[0]["scored_rows"]} if "scored_rows" in facts[0] else {}),
+            },
+        )
     plan.log(f"fold {k}: {len(units)} seeds averaged")
     return True

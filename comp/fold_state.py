@@ -33,12 +33,13 @@ def dir_state(directory: Path, digest: str, n_valid: int, n_test: int, n_outputs
         try:
             array = np.load(path)
         except (OSError, ValueError, EOFError) as exc:
-            return f"damaged: {path.name} is unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+            return (
+                f"damaged: {path.name} is unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+            )
         expected = scored if path.name == "oof.npy" else n_test
         if array.shape != shape or not _whole_rows(array, expected):
             return f"damaged: {path.name} has shape {array.shape} or non-finite values, expected {shape}"
     return "done"
-
 
 
 def _whole_rows(values: np.ndarray, n_scored: int) -> bool:
@@ -48,15 +49,15 @@ def _whole_rows(values: np.ndarray, n_scored: int) -> bool:
     return int(rows.sum()) == n_scored and not finite[~rows].any()
 
 
-
 def fold_state(paths: RunPaths, k: int, digest: str, n_valid: int, n_test: int, n_outputs: int) -> str:
     return dir_state(paths.fold_dir(k), digest, n_valid, n_test, n_outputs)
 
 
 def done_folds(paths: RunPaths, n_folds: int) -> list[int]:
     """Folds with a done marker, or with one seed's (a run of several seeds may have no whole fold yet)."""
-    return [k for k in range(n_folds) if paths.fold_done(k).is_file() or any(paths.fold_dir(k).glob("seed-*/done.json"))]
-
+    return [
+        k for k in range(n_folds) if paths.fold_done(k).is_file() or any(paths.fold_dir(k).glob("seed-*/done.json"))
+    ]
 
 
 def fold_facts(paths: RunPaths, n_folds: int, key: str) -> dict[int, Any]:

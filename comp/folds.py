@@ -99,7 +99,9 @@ def fold_balance(Y: np.ndarray, folds: np.ndarray, classes: list[str], task: str
         deviation = np.abs(prevalence - overall)
         worst = int(deviation.argmax())
         report.append(
-            FoldBalance(k, int(rows.sum()), float(deviation[worst]), classes[worst], int((Y[rows].sum(axis=0) == 0).sum()))
+            FoldBalance(
+                k, int(rows.sum()), float(deviation[worst]), classes[worst], int((Y[rows].sum(axis=0) == 0).sum())
+            )
         )
     return report
 

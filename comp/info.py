@@ -50,8 +50,13 @@ def describe(comp: Competition, n_folds: int) -> DataInfo:
         counts = Y.sum(axis=0).astype(int).tolist()
         names = comp.classes
     classes = [ClassCount(n, c, c / len(Y)) for n, c in zip(names, counts, strict=True)]
-    chars = {s: _lengths([len(t) for t in texts]) for s, texts in (("train", comp.train_texts), ("test", comp.test_texts))}
-    words = {s: _lengths([len(t.split()) for t in texts]) for s, texts in (("train", comp.train_texts), ("test", comp.test_texts))}
+    chars = {
+        s: _lengths([len(t) for t in texts]) for s, texts in (("train", comp.train_texts), ("test", comp.test_texts))
+    }
+    words = {
+        s: _lengths([len(t.split()) for t in texts])
+        for s, texts in (("train", comp.train_texts), ("test", comp.test_texts))
+    }
     return DataInfo(len(Y), len(comp.test_texts), classes, chars, words, data_warnings(comp, n_folds))
 
 

@@ -74,9 +74,7 @@ def download_competition(slug: str, dest: Path) -> Path:
             api.competition_download_files(slug, path=tmp, force=True, quiet=True)
             got = [p for p in Path(tmp).iterdir() if p.is_file() and not p.name.endswith(".kaggle-partial")]
             if not got:
-                raise KaggleError(
-                    f"Kaggle sent no data file for competition '{slug}': retry `comp fetch` later"
-                )
+                raise KaggleError(f"Kaggle sent no data file for competition '{slug}': retry `comp fetch` later")
             target = dest / got[0].name
             os.replace(got[0], target)
     return target
@@ -94,9 +92,7 @@ def submit(slug: str, file: Path, message: str) -> SubmitResult:
         ref = int(getattr(response, "ref", 0) or 0)
         text = one_line(getattr(response, "message", "") or "")
         if ref == 0 and text == KaggleApi.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE:
-            raise KaggleError(
-                f"the upload of {file.name} to Kaggle failed: retry later (nothing was submitted)"
-            )
+            raise KaggleError(f"the upload of {file.name} to Kaggle failed: retry later (nothing was submitted)")
         if ref == 0:
             raise KaggleError(
                 f"Kaggle did not accept the submission to '{slug}': {text or 'no reason given'}; check the "

@@ -61,7 +61,8 @@ folds are kept. This is a heartbeat that needs no clock: the kernel frees the lo
 worker dies, on any storage.
 
 The locks are `filelock.FileLock`s, i.e. `flock(2)` (which Linux maps to NFS byte-range locks on an
-NFS mount), released by the kernel when the holder dies: kill -9 never leaves a stale lock behind. On a file system without working locks (some FUSE mounts), use one worker per run.
+NFS mount), released by the kernel when the holder dies: kill -9 never leaves a stale lock behind. On a
+file system without working locks (some FUSE mounts), use one worker per run.
 The `.json` owner files are for messages only: they are read while the lock is held by someone.
 """
 
@@ -171,8 +172,10 @@ class FoldLock:
             return False
         from comp.provenance import now
 
-        write_json(fold_owner_path(self.run_dir, self.fold, self.seed),
-                   {"host": socket.gethostname(), "pid": os.getpid(), "started": now()})
+        write_json(
+            fold_owner_path(self.run_dir, self.fold, self.seed),
+            {"host": socket.gethostname(), "pid": os.getpid(), "started": now()},
+        )
         return True
 
     def release(self) -> None:
@@ -216,8 +219,11 @@ def read_owner(run_dir: Path, fold: int, seed: int | None = None) -> Owner | Non
 
 
 def _seed_locks(run_dir: Path, fold: int) -> list[int]:
-    return sorted(int(p.stem.rsplit("-", 1)[1]) for p in lock_dir(run_dir).glob(f"fold-{fold}-seed-*.lock")
-                  if p.stem.rsplit("-", 1)[1].isdigit())
+    return sorted(
+        int(p.stem.rsplit("-", 1)[1])
+        for p in lock_dir(run_dir).glob(f"fold-{fold}-seed-*.lock")
+        if p.stem.rsplit("-", 1)[1].isdigit()
+    )
 
 
 def busy_folds(run_dir: Path, folds: range | list[int], mine: set[int] | frozenset = frozenset()) -> dict[int, Owner]:
@@ -249,8 +255,9 @@ def study_lock(study_dir: Path, timeout: float = RUN_LOCK_TIMEOUT):
 def _held(path: Path, what: str, timeout: float) -> Iterator[None]:
     lock = _file_lock(path)
     if not _acquire(lock, path, timeout):
-        raise RunError(f"{what} is locked by another comp process ({path}) for more than {timeout:.0f} s; "
-                       "let it finish and retry")
+        raise RunError(
+            f"{what} is locked by another comp process ({path}) for more than {timeout:.0f} s; let it finish and retry"
+        )
     try:
         yield
     finally:

@@ -115,15 +115,12 @@ def check_labels(Y, task: str, what: str = "Y_true") -> np.ndarray:
             raise DataError(f"{what} must hold only 0 and 1 (an indicator matrix); found {Y[bad].flat[0].item()!r}")
         Y = Y.astype(bool)
     if task == "binary" and Y.shape[1] != 1:
-        raise DataError(
-            f"{what} of a binary task must have one column (the positive class), got {Y.shape[1]}"
-        )
+        raise DataError(f"{what} of a binary task must have one column (the positive class), got {Y.shape[1]}")
     if task == "multiclass":
         bad = np.flatnonzero(np.count_nonzero(Y, axis=1) != 1)
         if bad.size:
             raise DataError(
-                f"{what} of a multiclass task must be one-hot; row {bad[0]} has "
-                f"{np.count_nonzero(Y[bad[0]])} ones"
+                f"{what} of a multiclass task must be one-hot; row {bad[0]} has {np.count_nonzero(Y[bad[0]])} ones"
             )
     return Y
 
@@ -134,9 +131,7 @@ def check_proba(P, shape: tuple[int, ...], task: str, what: str = "probabilities
     if task == "binary" and P.ndim == 1:
         P = P.reshape(-1, 1)
     if P.shape != tuple(shape):
-        raise DataError(
-            f"{what} have shape {P.shape} but the labels have shape {tuple(shape)}; they must match"
-        )
+        raise DataError(f"{what} have shape {P.shape} but the labels have shape {tuple(shape)}; they must match")
     if not np.issubdtype(P.dtype, np.number) or np.issubdtype(P.dtype, np.complexfloating):
         raise DataError(f"{what} must be numeric, got dtype {P.dtype}")
     P = P.astype(np.float64, copy=False)
@@ -203,8 +198,7 @@ def check_metric_task(name: str, task: str) -> None:
     """Raise when metric ``name`` has no meaning for ``task``."""
     if name == "f1" and task != "binary":
         raise ConfigError(
-            f"metric 'f1' is the positive-class F1 of a binary task, not of a {task} task; "
-            "use f1_macro or f1_micro"
+            f"metric 'f1' is the positive-class F1 of a binary task, not of a {task} task; use f1_macro or f1_micro"
         )
 
 

@@ -126,9 +126,7 @@ def prevalence_bars(
     h = 0.8 / k
     colors = [_GREY, _BLUE, _ORANGE, _GREEN]
     for i, name in enumerate(names):
-        ax.barh(
-            y + (k - 1) / 2 * h - i * h, values[i, order], height=h, color=colors[i % len(colors)], label=name
-        )
+        ax.barh(y + (k - 1) / 2 * h - i * h, values[i, order], height=h, color=colors[i % len(colors)], label=name)
     ax.set_yticks(y, [classes[j] for j in order], fontsize=_label_size(n))
     ax.set_ylim(-0.6, n - 0.4)
     positive = values[values > 0]
@@ -148,9 +146,7 @@ def prevalence_bars(
     return _save(fig, path)
 
 
-def confusion_heatmap(
-    matrix, names: Sequence[str], path: str | Path, title: str = "confusion matrix"
-) -> Path:
+def confusion_heatmap(matrix, names: Sequence[str], path: str | Path, title: str = "confusion matrix") -> Path:
     """``matrix`` ``(n_classes, n_classes)`` counts, rows true and columns predicted. Colour is the
     row share (recall of the true class), the text the count."""
     counts = np.asarray(matrix)
@@ -182,9 +178,7 @@ def confusion_heatmap(
     return _save(fig, path)
 
 
-def pr_curves(
-    panels: Sequence[dict], path: str | Path, title: str = "precision-recall, weakest classes"
-) -> Path:
+def pr_curves(panels: Sequence[dict], path: str | Path, title: str = "precision-recall, weakest classes") -> Path:
     """One panel per class; each dict has ``name``, ``precision`` and ``recall`` (curve arrays),
     ``ap`` (average precision), ``prevalence`` and ``points``: {label: (recall, precision)}."""
     m = max(len(panels), 1)
@@ -214,9 +208,7 @@ def pr_curves(
     return _save(fig, path)
 
 
-def correlation_heatmap(
-    matrix, names: Sequence[str], path: str | Path, title: str = "OOF correlation"
-) -> Path:
+def correlation_heatmap(matrix, names: Sequence[str], path: str | Path, title: str = "OOF correlation") -> Path:
     """``matrix`` ``(n_runs, n_runs)`` correlations, annotated. The colour range starts at the
     lowest off-diagonal value, so differences between strong models stay visible."""
     corr = np.asarray(matrix, float)

@@ -88,12 +88,22 @@ def model_config(record: RunRecord, paths):
 def missing_saved_models(paths, record: RunRecord) -> list[int]:
     """The folds of a run (from its run.yaml ``record``) that lack a saved model for some seed."""
     n_seeds = int(record.config.get("seeds", 1) or 1)
-    return [k for k in range(record.folds.n_folds)
-            if not all(saved_model_dir(paths, k, s, n_seeds).is_dir() for s in range(n_seeds))]
+    return [
+        k
+        for k in range(record.folds.n_folds)
+        if not all(saved_model_dir(paths, k, s, n_seeds).is_dir() for s in range(n_seeds))
+    ]
 
 
-def fold_proba(ws: Workspace, run_name: str, record: RunRecord, k: int, texts: list[str], task: TaskInfo,
-               log: Callable[[str], None] | None = None) -> np.ndarray:
+def fold_proba(
+    ws: Workspace,
+    run_name: str,
+    record: RunRecord,
+    k: int,
+    texts: list[str],
+    task: TaskInfo,
+    log: Callable[[str], None] | None = None,
+) -> np.ndarray:
     """Probabilities (n_texts, n_outputs) of run ``run_name``'s saved fold-``k`` model (the mean of
     its seeds' models, as `comp train` averages them), ``record`` being its run.yaml."""
     from comp.seeds import mean_of, task_seed

@@ -150,16 +150,37 @@ class RunRecord:
 
 def rebuild_hint(name: str, config_file: str | None = None) -> str:
     """What rebuilds a model run whose run.yaml is not readable (or names its config file)."""
-    return (f"re-run `comp train {config_file or 'CONFIG'}` (with --name {name} if it differs from the file name) "
-            "to rebuild it")
+    return (
+        f"re-run `comp train {config_file or 'CONFIG'}` (with --name {name} if it differs from the file name) "
+        "to rebuild it"
+    )
 
 
 # ---- the mapping run.yaml holds -------------------------------------------------------------------
 
 # written first, in this order, so run.yaml reads top-down like the docstring above
-_ORDER = ("schema_version", "name", "kind", "model", "config", "config_file", "members", "folds", "competition",
-          "data", "second_stage", "cv_optimistic", "cv_optimistic_reason", "partial_oof", "digest", "versions",
-          "git_commit", "created", "completed", "seconds")
+_ORDER = (
+    "schema_version",
+    "name",
+    "kind",
+    "model",
+    "config",
+    "config_file",
+    "members",
+    "folds",
+    "competition",
+    "data",
+    "second_stage",
+    "cv_optimistic",
+    "cv_optimistic_reason",
+    "partial_oof",
+    "digest",
+    "versions",
+    "git_commit",
+    "created",
+    "completed",
+    "seconds",
+)
 
 
 def to_dict(record: RunRecord) -> dict[str, Any]:
@@ -195,8 +216,10 @@ def from_dict(raw: Any, path: Path | str, fix: str) -> RunRecord:
     if isinstance(version, bool) or not isinstance(version, int):
         raise RunError(f"{path}: schema_version must be an integer, got {version!r}; {fix}")
     if version > SCHEMA_VERSION:
-        raise RunError(f"{path} has schema_version {version}, newer than this comp reads ({SCHEMA_VERSION}); "
-                       "upgrade comp (pip install -U comp) to read this run")
+        raise RunError(
+            f"{path} has schema_version {version}, newer than this comp reads ({SCHEMA_VERSION}); "
+            "upgrade comp (pip install -U comp) to read this run"
+        )
     if version < 1:
         raise RunError(f"{path}: schema_version {version} is unknown (versions start at 1); {fix}")
     missing = _missing(RunRecord, raw, "")
@@ -243,8 +266,10 @@ def read_record(path: Path, name: str) -> RunRecord:
     if isinstance(raw, dict) and raw.get("kind") == "ensemble":
         members = raw.get("members") if isinstance(raw.get("members"), list) else []
         method = raw["config"].get("method", "mean") if isinstance(raw.get("config"), dict) else "mean"
-        fix = (f"re-create it with `comp ensemble {' '.join(map(str, members or ['RUN', 'RUN']))} --name {name} "
-               f"--method {method} --force`")
+        fix = (
+            f"re-create it with `comp ensemble {' '.join(map(str, members or ['RUN', 'RUN']))} --name {name} "
+            f"--method {method} --force`"
+        )
     elif isinstance(raw, dict) and isinstance(raw.get("config_file"), str):
         fix = rebuild_hint(name, raw["config_file"])
     return from_dict(raw if raw is not None else {}, path, fix)
@@ -255,5 +280,3 @@ def write_record(path: Path, record: RunRecord) -> None:
     from comp.atomic import write_yaml
 
     write_yaml(path, to_dict(record))
-
-

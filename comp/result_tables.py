@@ -11,9 +11,7 @@ def submit_outcome(outcome) -> None:
     entry = outcome.entry
     console.echo(f"wrote {entry.file} ({outcome.rows} rows, sha256 {entry.sha256[:12]}), ledger #{entry.id}")
     if outcome.duplicate_of is not None:
-        console.warn(
-            f"identical to #{outcome.duplicate_of.id} ({outcome.duplicate_of.file}), uploaded before"
-        )
+        console.warn(f"identical to #{outcome.duplicate_of.id} ({outcome.duplicate_of.file}), uploaded before")
     if not outcome.uploaded:
         console.echo("dry run: not uploaded")
         return
@@ -49,8 +47,10 @@ def ledger(report) -> None:
     )
     other = sorted({e.metric for e in report.entries if not report.comparable(e)})
     if other:
-        console.echo(f"CV in {', '.join(other)} is not the leaderboard's metric ({report.metric}): no LB-CV, "
-                     "and left out of the correlation")
+        console.echo(
+            f"CV in {', '.join(other)} is not the leaderboard's metric ({report.metric}): no LB-CV, "
+            "and left out of the correlation"
+        )
 
 
 def lb_summary(report, top: int | None, timeout: float) -> None:
@@ -64,13 +64,12 @@ def lb_summary(report, top: int | None, timeout: float) -> None:
     c = report.correlation
     if c is not None:
         console.echo(
-            f"CV ({report.metric}) vs public LB over {c.n} submissions: Pearson r {console.fmt(c.pearson_honest, 3)} (honest), "
+            f"CV ({report.metric}) vs public LB over {c.n} submissions: Pearson r {console.fmt(c.pearson_honest, 3)} "
+            "(honest), "
             f"{console.fmt(c.pearson_tuned, 3)} (tuned); Spearman rho {console.fmt(c.spearman_honest, 3)} (honest)"
         )
     if report.not_in_ledger:
-        console.echo(
-            f"{len(report.not_in_ledger)} Kaggle submission(s) are not in this ledger (made elsewhere)"
-        )
+        console.echo(f"{len(report.not_in_ledger)} Kaggle submission(s) are not in this ledger (made elsewhere)")
     if report.leaderboard is not None:
         console.table(
             f"leaderboard: top {top}",
@@ -158,10 +157,7 @@ def comparison(result, method: str, metric_direction: str) -> None:
     console.table(
         "per-class F1 (tuned)",
         ["class", "support", *names, "best"],
-        [
-            (r["class"], int(r["support"]), *(f"{r[n]:.3f}" for n in names), r["best"])
-            for _, r in result.f1.iterrows()
-        ],
+        [(r["class"], int(r["support"]), *(f"{r[n]:.3f}" for n in names), r["best"]) for _, r in result.f1.iterrows()],
         right=range(1, len(names) + 2),
     )
     console.table(

@@ -30,8 +30,6 @@ def write_run_yaml(paths: RunPaths, record: RunRecord) -> None:
     write_record(paths.run_yaml, record)
 
 
-
-
 def redo(name: str, record: RunRecord | None) -> str:
     """What rebuilds a run's files: `comp train` for a model, `comp ensemble --force` for a blend."""
     return record.rebuild_hint() if record is not None else rebuild_hint(name)
@@ -50,8 +48,18 @@ def read_json_file(path: Path, name: str, record: RunRecord | None, fix: str | N
     return value
 
 
-def write_run_outputs(paths: RunPaths, id_column: str, classes: list[str], train_ids: list[str], folds: np.ndarray,
-                      oof: np.ndarray, test_ids: list[str], test: np.ndarray, scores: dict, thresholds: dict) -> None:
+def write_run_outputs(
+    paths: RunPaths,
+    id_column: str,
+    classes: list[str],
+    train_ids: list[str],
+    folds: np.ndarray,
+    oof: np.ndarray,
+    test_ids: list[str],
+    test: np.ndarray,
+    scores: dict,
+    thresholds: dict,
+) -> None:
 
     oof_frame = pd.DataFrame(oof.astype(np.float64), columns=classes)
     oof_frame.insert(0, "fold", folds.astype(np.int64))

@@ -18,12 +18,16 @@ from comp.staleness import stale_data_error
 from comp.workspace import RunPaths
 
 
-def run_digest(config: dict[str, Any], folds: FoldsRecord, data: dict[str, Any],
-               teachers: SecondStageRecord | None = None) -> str:
+def run_digest(
+    config: dict[str, Any], folds: FoldsRecord, data: dict[str, Any], teachers: SecondStageRecord | None = None
+) -> str:
     """What identifies a run's folds as belonging together: config, fold file and data (and the
     teachers' identities for a student of comp.second_stage), hashed."""
-    identity = {"config": config, "folds": dataclasses.asdict(folds),
-                "data": {"columns": data.get("columns"), **{f"{s}.{p}": (data.get(s) or {}).get(p) for s, p in PARTS}}}
+    identity = {
+        "config": config,
+        "folds": dataclasses.asdict(folds),
+        "data": {"columns": data.get("columns"), **{f"{s}.{p}": (data.get(s) or {}).get(p) for s, p in PARTS}},
+    }
     if teachers is not None and teachers.teachers():
         identity["teachers"] = plain(teachers)
     return json_digest(identity)

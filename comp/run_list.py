@@ -48,7 +48,7 @@ def _damage(exc: CompError, paths: RunPaths) -> str:
     text = str(exc)
     for path in (paths.run_yaml, paths.scores):
         if text.startswith(str(path)):
-            return f"{path.name}{text[len(str(path)):].split(';')[0]}"
+            return f"{path.name}{text[len(str(path)) :].split(';')[0]}"
     return text.split(";")[0]
 
 
@@ -81,17 +81,26 @@ def _status(paths: RunPaths, record: RunRecord, current: dict[str, Any] | None, 
     return status
 
 
-def _summary(paths: RunPaths, record: RunRecord, current: dict[str, Any] | None,
-             metric: str | None, ws: Workspace) -> RunSummary:
+def _summary(
+    paths: RunPaths, record: RunRecord, current: dict[str, Any] | None, metric: str | None, ws: Workspace
+) -> RunSummary:
     from comp.evaluation import greater_is_better, score_entry
 
     entry = score_entry(read_json_file(paths.scores, paths.name, record) or {}, metric) or {}
     cv = entry.get("cv") if isinstance(entry.get("cv"), dict) else {}
     scored_with = entry.get("metric", metric)
-    return RunSummary(paths.name, record.model, f"k{record.folds.n_folds} s{record.folds.seed}",
-                      _number(cv.get("at_0.5")), _number(cv.get("tuned")), _number(cv.get("honest")),
-                      record.seconds, _status(paths, record, current, ws), scored_with,
-                      entry.get("greater_is_better", greater_is_better(scored_with)))
+    return RunSummary(
+        paths.name,
+        record.model,
+        f"k{record.folds.n_folds} s{record.folds.seed}",
+        _number(cv.get("at_0.5")),
+        _number(cv.get("tuned")),
+        _number(cv.get("honest")),
+        record.seconds,
+        _status(paths, record, current, ws),
+        scored_with,
+        entry.get("greater_is_better", greater_is_better(scored_with)),
+    )
 
 
 def _number(value) -> float | None:

@@ -39,8 +39,9 @@ def task_info(settings: CompSettings) -> TaskInfo:
     return TaskInfo(settings.task, settings.output_names, settings.metric, settings.min_labels, negative)
 
 
-
-def ensure_folds(ws: Workspace, comp: Competition, n_folds: int, seed: int, log: Callable[[str], None]) -> tuple[Path, np.ndarray]:
+def ensure_folds(
+    ws: Workspace, comp: Competition, n_folds: int, seed: int, log: Callable[[str], None]
+) -> tuple[Path, np.ndarray]:
     """The shared fold file for (K, seed, group column), created if missing, checked against train.
 
     Two processes creating it at once write the same bytes (the assignment is seeded), each by an
@@ -54,12 +55,10 @@ def ensure_folds(ws: Workspace, comp: Competition, n_folds: int, seed: int, log:
     return path, load_folds(path, comp, n_folds)
 
 
-
 def check_seeds(config) -> None:
     seeds = getattr(config, "seeds", 1)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"seeds must be 1 or more (models averaged per fold), got {seeds!r}")
-
 
 
 def _describe_busy(busy: dict) -> str:
@@ -75,8 +74,15 @@ def _clear_run(paths: RunPaths, folds: list[int]) -> None:
         output.unlink(missing_ok=True)
 
 
-def _prepare_run(paths: RunPaths, new: RunRecord, defaults: dict[str, Any], selected: list[int], force: bool,
-                 log: RunLog, notes: list[str]) -> RunRecord:
+def _prepare_run(
+    paths: RunPaths,
+    new: RunRecord,
+    defaults: dict[str, Any],
+    selected: list[int],
+    force: bool,
+    log: RunLog,
+    notes: list[str],
+) -> RunRecord:
     """Under the run lock: check the run against run.yaml (or replace it) and write run.yaml."""
     existing = read_run_yaml(paths) if paths.exists else None
     old_folds = existing.folds.n_folds if existing is not None else 0
@@ -85,28 +91,38 @@ def _prepare_run(paths: RunPaths, new: RunRecord, defaults: dict[str, Any], sele
     if problem is not None:
         busy = busy_folds(paths.dir, every_fold)
         if busy:
-            raise RunError(f"{problem.args[0].split(';')[0]}, and another process is training it "
-                           f"({_describe_busy(busy)}); let it finish, or pass --name NEW to train beside it")
+            raise RunError(
+                f"{problem.args[0].split(';')[0]}, and another process is training it "
+                f"({_describe_busy(busy)}); let it finish, or pass --name NEW to train beside it"
+            )
         if not force and done_folds(paths, old_folds):
             raise problem
         # another run under this name, with no finished fold (or --force): this one replaces it
         _clear_run(paths, list(every_fold))
         if not force:
-            note = f"replaced run '{paths.name}', which had no finished fold ({problem.args[0].split('(', 1)[-1].split(')')[0]})"
+            why = problem.args[0].split("(", 1)[-1].split(")")[0]
+            note = f"replaced run '{paths.name}', which had no finished fold ({why})"
             notes.append(note)
             log(note)
         existing = None
     elif force:
         busy = busy_folds(paths.dir, selected)
         if busy:
-            raise RunError(f"run '{paths.name}' is being trained by another process ({_describe_busy(busy)}); "
-                           "let it finish (or stop it) before retraining with --force")
+            raise RunError(
+                f"run '{paths.name}' is being trained by another process ({_describe_busy(busy)}); "
+                "let it finish (or stop it) before retraining with --force"
+            )
         _clear_run(paths, selected)
     record = new
     if existing is not None:  # the same run: keep its identity and history
         record = dataclasses.replace(
-            new, digest=existing.digest or new.digest, created=existing.created, completed=existing.completed,
-            seconds=existing.seconds, data={**new.data, "recorded": existing.data.get("recorded", new.data["recorded"])})
+            new,
+            digest=existing.digest or new.digest,
+            created=existing.created,
+            completed=existing.completed,
+            seconds=existing.seconds,
+            data={**new.data, "recorded": existing.data.get("recorded", new.data["recorded"])},
+        )
     write_run_yaml(paths, record)
     return record
 
@@ -127,7 +143,6 @@ class Unit:
     def lock_seed(self) -> int | None:
         """The seed part of the task's lock: none with one seed (the fold's own lock)."""
         return None if self.n_seeds == 1 else self.seed
-
 
 
 @dataclass
@@ -181,9 +196,18 @@ class RunPlan:
         return [k for k in range(self.n_folds) if self.fold_state(k) != "done"]
 
 
-def prepare_run(ws: Workspace, config_path: Path, *, n_folds: int | None = None, seed: int | None = None,
-                overrides: list[str] | None = None, name: str | None = None, force: bool = False,
-                selected: list[int] | None = None, echo: Callable[[str], None] | None = None) -> RunPlan:
+def prepare_run(
+    ws: Workspace,
+    config_path: Path,
+    *,
+    n_folds: int | None = None,
+    seed: int | None = None,
+    overrides: list[str] | None = None,
+    name: str | None = None,
+    force: bool = False,
+    selected: list[int] | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> RunPlan:
     """Check comp.yaml, the config (and the family's preflight) and the fold file, then check the run
     against run.yaml, or write it, under the run lock. ``force`` clears the ``selected`` folds."""
     settings = ws.load_settings()
@@ -213,8 +237,13 @@ def prepare_run(ws: Workspace, config_path: Path, *, n_folds: int | None = None,
 
         # the teachers are checked against the fold file this run will use, before it is created
         expected = ws.folds_csv(n_folds, seed, settings.group_column)
-        expected_record = FoldsRecord(ws.relative(expected), sha256_file(expected) if expected.exists() else "none", n_folds,
-                                      seed, settings.group_column)
+        expected_record = FoldsRecord(
+            ws.relative(expected),
+            sha256_file(expected) if expected.exists() else "none",
+            n_folds,
+            seed,
+            settings.group_column,
+        )
         try:
             stage = prepare_stage(ws, config, task, expected_record, run_name, family, comp)
         except ConfigError as exc:
@@ -231,27 +260,46 @@ def prepare_run(ws: Workspace, config_path: Path, *, n_folds: int | None = None,
     fold_record = FoldsRecord(ws.relative(fold_path), sha256_file(fold_path), n_folds, seed, settings.group_column)
     data = data_fingerprint(comp, now())
     new_record = RunRecord(
-        name=run_name, kind="model", model=config.model, config=config_dict, config_file=ws.relative(Path(config_path)),
-        folds=fold_record, competition=CompetitionRecord(settings.competition, settings.task, settings.metric,
-                                                         list(settings.output_names)),
-        data=data, second_stage=stage.record if stage is not None else None,
-        cv_optimistic=bool(stage and stage.optimistic), cv_optimistic_reason=stage.optimistic if stage else None,
+        name=run_name,
+        kind="model",
+        model=config.model,
+        config=config_dict,
+        config_file=ws.relative(Path(config_path)),
+        folds=fold_record,
+        competition=CompetitionRecord(
+            settings.competition, settings.task, settings.metric, list(settings.output_names)
+        ),
+        data=data,
+        second_stage=stage.record if stage is not None else None,
+        cv_optimistic=bool(stage and stage.optimistic),
+        cv_optimistic_reason=stage.optimistic if stage else None,
         digest=run_digest(config_dict, fold_record, data, stage.record if stage is not None else None),
-        versions=package_versions(), git_commit=git_commit(ws.root), created=now())
+        versions=package_versions(),
+        git_commit=git_commit(ws.root),
+        created=now(),
+    )
     notes: list[str] = []
     if main:
         with run_lock(paths.dir):
-            record = _prepare_run(paths, new_record, to_dict(family.Config()),
-                                  list(range(n_folds)) if selected is None else selected, force, log, notes)
-        log(f"run {run_name}: model {config.model}, {n_folds} folds from {fold_record.file}"
-            + (f", {config.seeds} seeds per fold" if config.seeds > 1 else ""))
+            record = _prepare_run(
+                paths,
+                new_record,
+                to_dict(family.Config()),
+                list(range(n_folds)) if selected is None else selected,
+                force,
+                log,
+                notes,
+            )
+        log(
+            f"run {run_name}: model {config.model}, {n_folds} folds from {fold_record.file}"
+            + (f", {config.seeds} seeds per fold" if config.seeds > 1 else "")
+        )
         log(f"config: {config_dict}", echo=False)
     else:
         record = _wait_for_run_yaml(paths)
     if stage is not None and stage.optimistic:
         log.warn(f"run {run_name}: its CV will be optimistic: {stage.optimistic}")
     return RunPlan(ws, paths, config, family, task, comp, folds, n_folds, seed, record, log, main, notes, stage)
-
 
 
 def _wait_for_run_yaml(paths: RunPaths, timeout: float = 600.0) -> RunRecord:

@@ -34,9 +34,27 @@ from comp.runlog import RunLog, is_main_process
 from comp.staleness import check_data, current_data, stale_data_error
 from comp.workspace import Workspace
 
-__all__ = ["RunData", "RunLog", "RunRecord", "RunSummary", "check_data", "current_data", "git_commit",
-           "is_main_process", "labels_for", "list_runs", "load_run", "now", "package_versions", "read_json_file",
-           "read_run_yaml", "rescore_run", "stale_data_error", "write_run_outputs", "write_run_yaml"]
+__all__ = [
+    "RunData",
+    "RunLog",
+    "RunRecord",
+    "RunSummary",
+    "check_data",
+    "current_data",
+    "git_commit",
+    "is_main_process",
+    "labels_for",
+    "list_runs",
+    "load_run",
+    "now",
+    "package_versions",
+    "read_json_file",
+    "read_run_yaml",
+    "rescore_run",
+    "stale_data_error",
+    "write_run_outputs",
+    "write_run_yaml",
+]
 
 
 @dataclass
@@ -65,7 +83,9 @@ def load_run(ws: Workspace, name: str, classes: list[str] | None = None, check: 
     paths = ws.run(name)
     record = read_run_yaml(paths)
     if not paths.oof.is_file() or not paths.test.is_file():
-        raise RunError(f"run '{name}' is not finished (no oof.parquet / test.parquet); re-run `comp train` to finish it")
+        raise RunError(
+            f"run '{name}' is not finished (no oof.parquet / test.parquet); re-run `comp train` to finish it"
+        )
     partial = record.partial_oof
     if partial is not None:
         raise RunError(
@@ -78,11 +98,15 @@ def load_run(ws: Workspace, name: str, classes: list[str] | None = None, check: 
     oof, test = _read_probabilities(paths.oof, name, record), _read_probabilities(paths.test, name, record)
     id_column = oof.columns[0]
     if "fold" not in oof.columns or test.columns[0] != id_column:
-        raise RunError(f"{paths.oof} or {paths.test} is damaged (no '{id_column}' / 'fold' column); {redo(name, record)}")
+        raise RunError(
+            f"{paths.oof} or {paths.test} is damaged (no '{id_column}' / 'fold' column); {redo(name, record)}"
+        )
     run_classes = [c for c in oof.columns if c not in (id_column, "fold")]
     if classes is not None and run_classes != list(classes):
-        raise RunError(f"run '{name}' has classes {run_classes[:6]}... which differ from comp.yaml's {list(classes)[:6]}...; "
-                       "it was trained on another competition schema")
+        raise RunError(
+            f"run '{name}' has classes {run_classes[:6]}... which differ from comp.yaml's {list(classes)[:6]}...; "
+            "it was trained on another competition schema"
+        )
     if [c for c in test.columns if c != id_column] != run_classes:
         raise RunError(f"{paths.test} has other class columns than {paths.oof}; {redo(name, record)}")
     oof_values = _check_probabilities(paths.oof, oof, run_classes, id_column, name, record)
@@ -93,8 +117,18 @@ def load_run(ws: Workspace, name: str, classes: list[str] | None = None, check: 
         fold_column = oof["fold"].to_numpy(dtype=np.int64)
     except (TypeError, ValueError):
         raise RunError(f"{paths.oof} has a non-integer 'fold' column; {redo(name, record)}") from None
-    return RunData(name, record, oof[id_column].astype(str).tolist(), fold_column, oof_values,
-                   test[id_column].astype(str).tolist(), test_values, run_classes, scores, thresholds)
+    return RunData(
+        name,
+        record,
+        oof[id_column].astype(str).tolist(),
+        fold_column,
+        oof_values,
+        test[id_column].astype(str).tolist(),
+        test_values,
+        run_classes,
+        scores,
+        thresholds,
+    )
 
 
 def _read_probabilities(path: Path, name: str, record: RunRecord):
@@ -109,8 +143,9 @@ def _read_probabilities(path: Path, name: str, record: RunRecord):
 _PROBABILITY_SLACK = 1e-6
 
 
-def _check_probabilities(path: Path, frame, classes: list[str], id_column: str, name: str,
-                         record: RunRecord) -> np.ndarray:
+def _check_probabilities(
+    path: Path, frame, classes: list[str], id_column: str, name: str, record: RunRecord
+) -> np.ndarray:
     try:
         values = frame[classes].to_numpy(dtype=np.float64)
     except (TypeError, ValueError):
@@ -164,12 +199,17 @@ def rescore_run(ws: Workspace, name: str, metric: str | None = None, class_offse
     members = run.record.members
     config = run.record.config if run.record.is_ensemble else {"method": "mean"}
     M = np.stack([load_run(ws, m, settings.output_names).oof for m in members]) if members else run.oof[None]
-    chain = Chain(make_blender(config, task, settings.min_labels),
-                  decision=decision_for(metric, task, settings.min_labels, class_offsets), task=task)
+    chain = Chain(
+        make_blender(config, task, settings.min_labels),
+        decision=decision_for(metric, task, settings.min_labels, class_offsets),
+        task=task,
+    )
     scores = evaluate_chain(chain, M, comp.Y, run.folds, metric)
     if not np.allclose(chain.oof_, run.oof, rtol=0, atol=1e-6):
-        raise RunError(f"run '{name}' no longer matches its member runs ({', '.join(members)}): one was retrained "
-                       f"since; rebuild it with `comp ensemble {' '.join(members)} --name {name} --force`")
+        raise RunError(
+            f"run '{name}' no longer matches its member runs ({', '.join(members)}): one was retrained "
+            f"since; rebuild it with `comp ensemble {' '.join(members)} --name {name} --force`"
+        )
     paths = ws.run(name)
     merged, new_decision = merge_scores(run.scores, scores)
     write_json(paths.scores, merged)

@@ -99,17 +99,31 @@ class Teacher:
 
     def identity(self) -> dict[str, Any]:
         """What the student's run.yaml records of this teacher (comp.record.TeacherRecord's fields)."""
-        return {"run": self.name, "digest": self.record.digest,
-                "folds": {"file": self.record.folds.file, "hash": self.record.folds.hash},
-                "data": data_id(self.record.data), "outputs": outputs_hash(self.paths)}
+        return {
+            "run": self.name,
+            "digest": self.record.digest,
+            "folds": {"file": self.record.folds.file, "hash": self.record.folds.hash},
+            "data": data_id(self.record.data),
+            "outputs": outputs_hash(self.paths),
+        }
 
     def fold_test(self, k: int) -> np.ndarray:
         """The teacher's fold-k model's test probabilities (n_test, n_outputs): its seeds' mean."""
         return np.load(self.paths.fold_test(k))
 
 
-def load_teacher(ws: Workspace, key: str, name: str, student: str, classes: list[str], fold_record: FoldsRecord,
-                 train_ids: list[str], *, per_fold: bool, saved_models: str | None) -> Teacher:
+def load_teacher(
+    ws: Workspace,
+    key: str,
+    name: str,
+    student: str,
+    classes: list[str],
+    fold_record: FoldsRecord,
+    train_ids: list[str],
+    *,
+    per_fold: bool,
+    saved_models: str | None,
+) -> Teacher:
     """Run ``name`` as the teacher of ``key``, refused in one line when it cannot be a fold-safe one:
     this run itself, missing, unfinished, trained on other data, classes or folds, an ensemble (no
     fold models) where ``per_fold`` predictions are needed, or without saved fold models where
@@ -131,7 +145,8 @@ def load_teacher(ws: Workspace, key: str, name: str, student: str, classes: list
         raise ConfigError(
             f"{where}: teacher run '{name}' was trained on {theirs.file} (hash {theirs.hash[:8]}), "
             f"not on this run's {fold_record.file} (hash {fold_record.hash[:8]}): its fold models saw other rows; "
-            f"train the student with the teacher's --folds/--seed, or retrain the teacher on these folds")
+            f"train the student with the teacher's --folds/--seed, or retrain the teacher on these folds"
+        )
     if run.ids != list(train_ids):
         raise ConfigError(f"{where}: teacher run '{name}' has other train ids than data/train.csv; retrain it")
     n_folds = theirs.n_folds
@@ -139,18 +154,22 @@ def load_teacher(ws: Workspace, key: str, name: str, student: str, classes: list
         if record.is_ensemble:
             raise ConfigError(
                 f"{where}: teacher run '{name}' is an ensemble: it has no fold models, so no fold-safe predictions; "
-                "name one of its members (or, for distill, use mode: oof and accept an optimistic CV)")
+                "name one of its members (or, for distill, use mode: oof and accept an optimistic CV)"
+            )
         missing = [k for k in range(n_folds) if not paths.fold_test(k).is_file()]
         if missing:
-            raise ConfigError(f"{where}: teacher run '{name}' has no fold test predictions for fold(s) "
-                              f"{', '.join(map(str, missing))} (fold-<k>/test.npy); retrain it with `comp train`")
+            raise ConfigError(
+                f"{where}: teacher run '{name}' has no fold test predictions for fold(s) "
+                f"{', '.join(map(str, missing))} (fold-<k>/test.npy); retrain it with `comp train`"
+            )
     if saved_models:
         missing = list(range(n_folds)) if record.is_ensemble else missing_saved_models(paths, record)
         if missing or not n_folds:
             raise ConfigError(
                 f"{where}: {saved_models} needs the saved fold models of teacher run '{name}', and fold(s) "
                 f"{', '.join(map(str, missing or ['all']))} have none; retrain the teacher with save_models: true "
-                f"(`comp train {record.config_file or 'CONFIG'} --set save_models=true --force`)")
+                f"(`comp train {record.config_file or 'CONFIG'} --set save_models=true --force`)"
+            )
     return Teacher(key, name, record, paths, run.oof, n_folds)
 
 
@@ -188,10 +207,14 @@ class SecondStage:
         """Refuse to go on when a teacher was retrained since the student's run.yaml was written."""
         for teacher in (self.pseudo_teacher, self.distill_teacher):
             if teacher is not None and outputs_hash(teacher.paths) != self.record.teachers()[teacher.key].outputs:
-                raise RunError(f"teacher run '{teacher.name}' of run '{student}' ({teacher.key}) changed while the student "
-                               f"was training; retrain the student with --force once the teacher is finished")
+                raise RunError(
+                    f"teacher run '{teacher.name}' of run '{student}' ({teacher.key}) changed while the student "
+                    f"was training; retrain the student with --force once the teacher is finished"
+                )
 
-    def _fold_model(self, teacher: Teacher, k: int, what: str, texts: list[str], log: Callable[[str], None]) -> np.ndarray:
+    def _fold_model(
+        self, teacher: Teacher, k: int, what: str, texts: list[str], log: Callable[[str], None]
+    ) -> np.ndarray:
         from comp.predict import fold_proba
 
         key = (teacher.name, k, what)
@@ -200,8 +223,15 @@ class SecondStage:
             self._cache[key] = fold_proba(self.ws, teacher.name, teacher.record, k, texts, self.task)
         return self._cache[key]
 
-    def fold_rows(self, k: int, train_rows: np.ndarray, texts: list[str], Y: np.ndarray,
-                  log: Callable[[str], None], warn: Callable[[str], None]) -> FoldRows:
+    def fold_rows(
+        self,
+        k: int,
+        train_rows: np.ndarray,
+        texts: list[str],
+        Y: np.ndarray,
+        log: Callable[[str], None],
+        warn: Callable[[str], None],
+    ) -> FoldRows:
         """Fold k's training texts and targets: ``train_rows`` of the train ``texts`` / labels ``Y``,
         distilled and extended with pseudo rows, each from the teacher's fold-k model (or its OOF)."""
         task = self.task.task
@@ -217,8 +247,10 @@ class SecondStage:
                 q = self._fold_model(teacher, k, "training", fit_texts, log)
             targets = d.alpha * soften(q, task, d.temperature) + (1 - d.alpha) * targets
             facts["distilled_rows"] = len(train_rows)
-            log(f"fold {k}: {len(train_rows)} training rows distilled from teacher '{teacher.name}' "
-                f"({d.mode}, alpha {d.alpha:g}, temperature {d.temperature:g})")
+            log(
+                f"fold {k}: {len(train_rows)} training rows distilled from teacher '{teacher.name}' "
+                f"({d.mode}, alpha {d.alpha:g}, temperature {d.temperature:g})"
+            )
         if self.pseudo is not None:
             p, teacher = self.pseudo, self.pseudo_teacher
             sources: list[tuple[str, list[str], np.ndarray]] = []
@@ -240,17 +272,20 @@ class SecondStage:
             weights.append(np.full(n_pseudo, float(p.weight)))
             facts.update({"pseudo_rows": n_pseudo, "pseudo_dropped": dropped})
             shown = ", ".join(f"{name} {n}" for name, n in counts.items())
-            log(f"fold {k}: + {n_pseudo} pseudo-labelled rows ({shown}) from teacher '{teacher.name}' fold-{k} model, "
-                f"{p.mode}, weight {p.weight:g}" + (f"; {dropped} below min_confidence {p.min_confidence:g} left out"
-                                                    if dropped else ""))
+            log(
+                f"fold {k}: + {n_pseudo} pseudo-labelled rows ({shown}) from teacher '{teacher.name}' fold-{k} model, "
+                f"{p.mode}, weight {p.weight:g}"
+                + (f"; {dropped} below min_confidence {p.min_confidence:g} left out" if dropped else "")
+            )
             if n_pseudo == 0:
                 warn(f"fold {k}: no pseudo row reaches min_confidence {p.min_confidence:g}; lower it")
         sample_weight = np.concatenate(weights)
         return FoldRows(fit_texts, targets, None if np.all(sample_weight == 1.0) else sample_weight, facts)
 
 
-def prepare(ws: Workspace, config, task: TaskInfo, fold_record: FoldsRecord, student: str,
-            family, comp) -> SecondStage | None:
+def prepare(
+    ws: Workspace, config, task: TaskInfo, fold_record: FoldsRecord, student: str, family, comp
+) -> SecondStage | None:
     """The student's teachers, checked, and what run.yaml records of them; None without
     ``pseudo_labels`` / ``distill``. Raises ConfigError (one line) for an impossible combination."""
     import inspect
@@ -259,8 +294,10 @@ def prepare(ws: Workspace, config, task: TaskInfo, fold_record: FoldsRecord, stu
     if pseudo is None and distill is None:
         return None
     if "sample_weight" not in inspect.signature(family.Model.fit).parameters:
-        raise ConfigError(f"model '{config.model}' cannot train on weighted soft targets (its Model.fit takes no "
-                          "sample_weight), so it cannot use pseudo_labels or distill")
+        raise ConfigError(
+            f"model '{config.model}' cannot train on weighted soft targets (its Model.fit takes no "
+            "sample_weight), so it cannot use pseudo_labels or distill"
+        )
     record = SecondStageRecord()
     reasons: list[str] = []
     pseudo_teacher = distill_teacher = None
@@ -268,29 +305,68 @@ def prepare(ws: Workspace, config, task: TaskInfo, fold_record: FoldsRecord, stu
     if pseudo is not None:
         if pseudo.extra:
             extra, extra_entry = _read_extra(ws, pseudo.extra)
-        pseudo_teacher = load_teacher(ws, "pseudo_labels", pseudo.run, student, task.classes, fold_record,
-                                      comp.train_ids, per_fold=True, saved_models="labelling the extra CSV" if pseudo.extra else None)
-        entry = {**pseudo_teacher.identity(), "mode": pseudo.mode, "weight": pseudo.weight,
-                 "min_confidence": pseudo.min_confidence, "test": pseudo.test}
+        pseudo_teacher = load_teacher(
+            ws,
+            "pseudo_labels",
+            pseudo.run,
+            student,
+            task.classes,
+            fold_record,
+            comp.train_ids,
+            per_fold=True,
+            saved_models="labelling the extra CSV" if pseudo.extra else None,
+        )
+        entry = {
+            **pseudo_teacher.identity(),
+            "mode": pseudo.mode,
+            "weight": pseudo.weight,
+            "min_confidence": pseudo.min_confidence,
+            "test": pseudo.test,
+        }
         if pseudo.extra:
             entry["extra"] = extra_entry
         record.pseudo_labels = TeacherRecord(**entry)
         if pseudo_teacher.optimistic:
-            reasons.append(f"its pseudo-label teacher '{pseudo.run}' has an optimistic CV ({pseudo_teacher.optimistic})")
+            reasons.append(
+                f"its pseudo-label teacher '{pseudo.run}' has an optimistic CV ({pseudo_teacher.optimistic})"
+            )
     if distill is not None:
         fold_safe = distill.mode == "fold_safe"
         distill_teacher = load_teacher(
-            ws, "distill", distill.run, student, task.classes, fold_record, comp.train_ids, per_fold=fold_safe,
+            ws,
+            "distill",
+            distill.run,
+            student,
+            task.classes,
+            fold_record,
+            comp.train_ids,
+            per_fold=fold_safe,
             saved_models="distill mode fold_safe (the teacher's fold-k model predicts fold k's training rows; "
-                         "or use mode: oof, whose CV is optimistic)" if fold_safe else None)
-        record.distill = TeacherRecord(**distill_teacher.identity(), mode=distill.mode, alpha=distill.alpha,
-                                       temperature=distill.temperature)
+            "or use mode: oof, whose CV is optimistic)"
+            if fold_safe
+            else None,
+        )
+        record.distill = TeacherRecord(
+            **distill_teacher.identity(), mode=distill.mode, alpha=distill.alpha, temperature=distill.temperature
+        )
         if not fold_safe:
-            reasons.append(f"distilled from the OOF predictions of teacher '{distill.run}', which carry every fold's labels")
+            reasons.append(
+                f"distilled from the OOF predictions of teacher '{distill.run}', which carry every fold's labels"
+            )
         if distill_teacher.optimistic:
             reasons.append(f"its distill teacher '{distill.run}' has an optimistic CV ({distill_teacher.optimistic})")
-    return SecondStage(ws, task, pseudo, distill, pseudo_teacher, distill_teacher, list(comp.test_texts), extra, record,
-                       "; ".join(dict.fromkeys(reasons)) or None)
+    return SecondStage(
+        ws,
+        task,
+        pseudo,
+        distill,
+        pseudo_teacher,
+        distill_teacher,
+        list(comp.test_texts),
+        extra,
+        record,
+        "; ".join(dict.fromkeys(reasons)) or None,
+    )
 
 
 def _read_extra(ws: Workspace, relative: str) -> tuple[tuple[list[str], list[str]], dict[str, Any]]:
@@ -299,8 +375,10 @@ def _read_extra(ws: Workspace, relative: str) -> tuple[tuple[list[str], list[str
 
     path = ws.root / relative
     if not path.is_file():
-        raise ConfigError(f"pseudo_labels.extra: {relative} not found in the workspace; put the unlabelled CSV "
-                          f"there (columns of test.csv) or drop extra")
+        raise ConfigError(
+            f"pseudo_labels.extra: {relative} not found in the workspace; put the unlabelled CSV "
+            f"there (columns of test.csv) or drop extra"
+        )
     settings = ws.load_settings()
     try:
         ids, texts = read_texts(path, settings)

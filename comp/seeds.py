@@ -50,9 +50,15 @@ def seed_spread(per_seed: list[np.ndarray], Y: np.ndarray, folds: np.ndarray, se
         "n": len(per_seed),
         "metric": settings.metric,
         "per_seed": scores,
-        "per_class_f1": {c: {"min": float(f1[:, j].min()), "max": float(f1[:, j].max()),
-                             "std": float(f1[:, j].std()), "averaged": float(mean_f1[j])}
-                         for j, c in enumerate(classes)},
+        "per_class_f1": {
+            c: {
+                "min": float(f1[:, j].min()),
+                "max": float(f1[:, j].max()),
+                "std": float(f1[:, j].std()),
+                "averaged": float(mean_f1[j]),
+            }
+            for j, c in enumerate(classes)
+        },
     }
 
 
@@ -70,5 +76,7 @@ def describe_spread(spread: dict[str, Any], metric: str) -> str:
     """One line: each seed's honest CV and the class whose F1 moves most between seeds."""
     honest = " ".join(f"{s['honest']:.4f}" for s in spread["per_seed"])
     name, widest = max(spread["per_class_f1"].items(), key=lambda item: item[1]["max"] - item[1]["min"])
-    return (f"{spread['n']} seeds: honest {metric} per seed {honest}; widest per-class F1 spread: {name} "
-            f"{widest['min']:.3f}-{widest['max']:.3f} (averaged {widest['averaged']:.3f})")
+    return (
+        f"{spread['n']} seeds: honest {metric} per seed {honest}; widest per-class F1 spread: {name} "
+        f"{widest['min']:.3f}-{widest['max']:.3f} (averaged {widest['averaged']:.3f})"
+    )

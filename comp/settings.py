@@ -79,8 +79,7 @@ class CompSettings:
             raise ConfigError(f"{source}: task '{self.task}' is not one of {', '.join(TASKS)}")
         if self.submission_format is not None and self.submission_format not in SUBMISSION_FORMATS:
             raise ConfigError(
-                f"{source}: submission_format '{self.submission_format}' is not one of "
-                f"{', '.join(SUBMISSION_FORMATS)}"
+                f"{source}: submission_format '{self.submission_format}' is not one of {', '.join(SUBMISSION_FORMATS)}"
             )
         for name in ("competition", "metric"):
             if not isinstance(getattr(self, name), str):
@@ -94,10 +93,12 @@ class CompSettings:
             if isinstance(value, str):
                 value = [value]
                 setattr(self, name, value)
-            if value is not None and (not isinstance(value, list) or not value
-                                      or not all(isinstance(c, str) and c.strip() for c in value)):
+            if value is not None and (
+                not isinstance(value, list) or not value or not all(isinstance(c, str) and c.strip() for c in value)
+            ):
                 raise ConfigError(
-                    f"{source}: {name} must be a list of column names (e.g. {name}: [{'Tweet' if name == 'text_columns' else 'anger'}]), "
+                    f"{source}: {name} must be a list of column names (e.g. {name}: "
+                    f"[{'Tweet' if name == 'text_columns' else 'anger'}]), "
                     f"got {value!r}"
                 )
         if self.classes is not None and (not isinstance(self.classes, list) or len(self.classes) < 2):
@@ -108,7 +109,9 @@ class CompSettings:
                 'set text_separator: "\\n" (or " ")'
             )
         if self.text_separator is not None and not isinstance(self.text_separator, str):
-            raise ConfigError(f"{source}: text_separator must be a string such as \" \" or \"\\n\", got {self.text_separator!r}")
+            raise ConfigError(
+                f'{source}: text_separator must be a string such as " " or "\\n", got {self.text_separator!r}'
+            )
         if not isinstance(self.allow_empty_text, bool):
             raise ConfigError(f"{source}: allow_empty_text must be true or false, got {self.allow_empty_text!r}")
         for name in ("folds", "seed", "min_labels"):
@@ -119,7 +122,9 @@ class CompSettings:
         if not 0 <= self.seed < 2**32:
             raise ConfigError(f"{source}: seed must be between 0 and 2**32 - 1, got {self.seed}")
         if self.min_labels < 0:
-            raise ConfigError(f"{source}: min_labels must be 0 or more (labels every row gets at least), got {self.min_labels}")
+            raise ConfigError(
+                f"{source}: min_labels must be 0 or more (labels every row gets at least), got {self.min_labels}"
+            )
         if self.label_columns and self.task == "multilabel" and self.min_labels > len(self.label_columns):
             raise ConfigError(
                 f"{source}: min_labels is {self.min_labels} but there are only {len(self.label_columns)} label columns"
@@ -127,9 +132,7 @@ class CompSettings:
         from comp.metrics import METRICS
 
         if self.metric not in METRICS:
-            raise ConfigError(
-                f"{source}: metric '{self.metric}' is unknown; choose one of {', '.join(METRICS)}"
-            )
+            raise ConfigError(f"{source}: metric '{self.metric}' is unknown; choose one of {', '.join(METRICS)}")
 
 
 def check_folds(n_folds: int | None, settings: CompSettings, option: str = "--folds") -> int:
@@ -137,5 +140,7 @@ def check_folds(n_folds: int | None, settings: CompSettings, option: str = "--fo
     if n_folds is None:
         return settings.folds
     if isinstance(n_folds, bool) or not isinstance(n_folds, int) or n_folds < 2:
-        raise ConfigError(f"{option} {n_folds}: need at least 2 folds (leave {option} out to use comp.yaml's {settings.folds})")
+        raise ConfigError(
+            f"{option} {n_folds}: need at least 2 folds (leave {option} out to use comp.yaml's {settings.folds})"
+        )
     return n_folds

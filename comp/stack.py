@@ -81,8 +81,16 @@ class StackBlender:
 
     cross_fit_output = True
 
-    def __init__(self, task: str = "multilabel", meta_model: str = "logistic", C: float = 1.0,
-                 n_estimators: int = 200, learning_rate: float = 0.05, num_leaves: int = 15, seed: int = 0):
+    def __init__(
+        self,
+        task: str = "multilabel",
+        meta_model: str = "logistic",
+        C: float = 1.0,
+        n_estimators: int = 200,
+        learning_rate: float = 0.05,
+        num_leaves: int = 15,
+        seed: int = 0,
+    ):
         self.task = task
         self.meta_model = meta_model
         self.C = C
@@ -102,7 +110,8 @@ class StackBlender:
         M = check_members(M)
         if M.shape[0] * M.shape[2] != self.mean_.size:
             raise DataError(
-                f"the stack was fitted on {self.mean_.size} member columns, got {M.shape[0]} members x {M.shape[2]} classes"
+                f"the stack was fitted on {self.mean_.size} member columns, got {M.shape[0]} members x {M.shape[2]} "
+                "classes"
             )
         return (self._logits(M) - self.mean_) / self.scale_
 
@@ -113,9 +122,16 @@ class StackBlender:
         import lightgbm
 
         return lightgbm.LGBMClassifier(
-            n_estimators=self.n_estimators, learning_rate=self.learning_rate, num_leaves=self.num_leaves,
-            min_child_samples=20, reg_lambda=1.0, random_state=self.seed, deterministic=True,
-            force_row_wise=True, n_jobs=1, verbose=-1,
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            min_child_samples=20,
+            reg_lambda=1.0,
+            random_state=self.seed,
+            deterministic=True,
+            force_row_wise=True,
+            n_jobs=1,
+            verbose=-1,
         )
 
     def fit(self, M, Y) -> StackBlender:
@@ -160,15 +176,16 @@ class StackBlender:
     def _transform(self, M) -> np.ndarray:
         X = self._inputs(M)
         if self.task == "multiclass":
-            (present, model), = self.models_
+            ((present, model),) = self.models_
             P = np.zeros((X.shape[0], self.mean_.size // check_members(M).shape[0]))
             if isinstance(model, _Constant):
                 P[:, present[0]] = 1.0
             else:
                 P[:, present] = model.predict_proba(X)
             return P
-        return np.column_stack([m.positive(X) if isinstance(m, _Constant) else m.predict_proba(X)[:, 1]
-                                for m in self.models_])
+        return np.column_stack(
+            [m.positive(X) if isinstance(m, _Constant) else m.predict_proba(X)[:, 1] for m in self.models_]
+        )
 
     def _member_shares(self, n_members: int, n_classes: int) -> np.ndarray:
         mass = np.zeros(n_members * n_classes)

@@ -26,9 +26,19 @@ if TYPE_CHECKING:
     from comp.ledger import LedgerEntry
 
 __all__ = [
-    "SubmitOutcome", "build_submission", "check_submission", "default_message", "layout",
-    "parse_submission", "score_metric", "submission_text", "submit_run", "threshold_vector",
-    "validate_file", "validate_submission", "value_kind_problems",
+    "SubmitOutcome",
+    "build_submission",
+    "check_submission",
+    "default_message",
+    "layout",
+    "parse_submission",
+    "score_metric",
+    "submission_text",
+    "submit_run",
+    "threshold_vector",
+    "validate_file",
+    "validate_submission",
+    "value_kind_problems",
 ]
 
 
@@ -45,13 +55,17 @@ class SubmitOutcome:
 
 def default_message(run: str, scores: dict[str, Any]) -> str:
     cv = scores.get("cv") or {}
-    parts = [f"{name} {cv[key]:.4f}" for name, key in (("tuned", "tuned"), ("honest", "honest"))
-             if isinstance(cv.get(key), int | float)]
+    parts = [
+        f"{name} {cv[key]:.4f}"
+        for name, key in (("tuned", "tuned"), ("honest", "honest"))
+        if isinstance(cv.get(key), int | float)
+    ]
     return f"{run}: CV {scores.get('metric', '')} {', '.join(parts)}".strip() if parts else run
 
 
-def submit_run(ws: Workspace, run: str, message: str | None = None, dry_run: bool = False,
-               force: bool = False) -> SubmitOutcome:
+def submit_run(
+    ws: Workspace, run: str, message: str | None = None, dry_run: bool = False, force: bool = False
+) -> SubmitOutcome:
     """Build and validate RUN's submission, write it, upload it (unless ``dry_run``) and log it.
 
     Before anything is written: the run's data is the workspace's (comp.runs.load_run), its files are
@@ -73,8 +87,10 @@ def submit_run(ws: Workspace, run: str, message: str | None = None, dry_run: boo
     sample = read_csv(ws.sample_submission_csv)
     problems = [] if force else value_kind_problems(settings, sample)
     if problems:
-        raise ConfigError(f"the submission would hold the wrong kind of values, nothing was written or uploaded: "
-                          f"{'; '.join(problems)} (or pass --force to submit it anyway)")
+        raise ConfigError(
+            f"the submission would hold the wrong kind of values, nothing was written or uploaded: "
+            f"{'; '.join(problems)} (or pass --force to submit it anyway)"
+        )
     if layout(settings) == "proba":
         thresholds, min_labels = None, settings.min_labels
     else:
@@ -108,10 +124,20 @@ def submit_run(ws: Workspace, run: str, message: str | None = None, dry_run: boo
         path = _new_path(ws, run)
         cv = data.scores.get("cv") or {}
         entry = LedgerEntry(
-            id=None, time=utc_now(), run=run, file=Path(ws.relative(path)).as_posix(), sha256=digest,
-            message=message or default_message(run, data.scores), metric=metric,
-            cv_tuned=_number(cv.get("tuned")), cv_honest=_number(cv.get("honest")), ref=None,
-            status="dry-run" if dry_run else "uploading", public_score=None, private_score=None, note=None,
+            id=None,
+            time=utc_now(),
+            run=run,
+            file=Path(ws.relative(path)).as_posix(),
+            sha256=digest,
+            message=message or default_message(run, data.scores),
+            metric=metric,
+            cv_tuned=_number(cv.get("tuned")),
+            cv_honest=_number(cv.get("honest")),
+            ref=None,
+            status="dry-run" if dry_run else "uploading",
+            public_score=None,
+            private_score=None,
+            note=None,
             higher_is_better=higher,
         )
         lock = None if dry_run else upload_lock(ws.submissions_dir, path.name)

@@ -26,8 +26,9 @@ def parse_submission(text: str) -> pd.DataFrame:
     return frame
 
 
-def check_submission(frame: pd.DataFrame, sample: pd.DataFrame, settings: CompSettings,
-                     reference: str = "sample_submission.csv") -> list[str]:
+def check_submission(
+    frame: pd.DataFrame, sample: pd.DataFrame, settings: CompSettings, reference: str = "sample_submission.csv"
+) -> list[str]:
     """Every problem of ``frame`` (strings, as read from the CSV) against ``sample`` (named ``reference``
     in messages) and comp.yaml; an empty list when it is valid."""
     problems: list[str] = []
@@ -60,7 +61,9 @@ def check_submission(frame: pd.DataFrame, sample: pd.DataFrame, settings: CompSe
         bad = np.flatnonzero(~ok(values).to_numpy() & ~blank[column].to_numpy())
         if bad.size:
             shown = listed([repr(v) for v in dict.fromkeys(values.iloc[bad])])
-            problems.append(f"column '{column}' has values other than {allowed_desc} ({shown}) on {_where(frame, bad, id_column)}")
+            problems.append(
+                f"column '{column}' has values other than {allowed_desc} ({shown}) on {_where(frame, bad, id_column)}"
+            )
     return problems
 
 
@@ -86,6 +89,7 @@ def _allowed(settings: CompSettings):
 
     kind = layout(settings)
     if kind == "proba":
+
         def ok(values):
             numbers = pd.to_numeric(values, errors="coerce")
             return numbers.notna() & (numbers >= 0) & (numbers <= 1)

@@ -49,8 +49,9 @@ def layout(settings: CompSettings) -> str:
     return "proba" if settings.submission_format == "probabilities" else "indicator"
 
 
-def threshold_vector(thresholds: dict[str, Any] | None, settings: CompSettings,
-                     source: str = "thresholds.json", run: str = "RUN") -> tuple[np.ndarray, int]:
+def threshold_vector(
+    thresholds: dict[str, Any] | None, settings: CompSettings, source: str = "thresholds.json", run: str = "RUN"
+) -> tuple[np.ndarray, int]:
     """Thresholds (offsets for multiclass) in class order, and min_labels, from a run's thresholds.json.
 
     A missing file, or a class without a tuned threshold (NaN: thresholds fitted for a probability
@@ -58,8 +59,10 @@ def threshold_vector(thresholds: dict[str, Any] | None, settings: CompSettings,
     """
     names = settings.output_names
     if not thresholds:
-        raise RunError(f"{source} is missing, so the labels cannot be decided as the run's CV was measured; "
-                       f"re-fit it with `comp thresholds {run}`")
+        raise RunError(
+            f"{source} is missing, so the labels cannot be decided as the run's CV was measured; "
+            f"re-fit it with `comp thresholds {run}`"
+        )
     if thresholds.get("task", settings.task) != settings.task:
         raise RunError(
             f"{source} was fitted for a {thresholds.get('task')} task, comp.yaml says {settings.task}; "
@@ -91,7 +94,8 @@ def value_kind_problems(settings: CompSettings, sample: pd.DataFrame) -> list[st
     wanted = "probabilities" if metric.needs_proba else "labels"
     if kind != wanted:
         problems.append(
-            f"metric {settings.metric} scores {wanted} but submission_format is {settings.submission_format or 'labels'}, "
+            f"metric {settings.metric} scores {wanted} but submission_format is "
+            f"{settings.submission_format or 'labels'}, "
             f"so the file would hold {kind}; set submission_format: {wanted} in comp.yaml"
         )
     values = sample[list(settings.label_columns)].astype(str).apply(lambda c: c.str.strip()).to_numpy().ravel()
@@ -99,15 +103,21 @@ def value_kind_problems(settings: CompSettings, sample: pd.DataFrame) -> list[st
     if len(values):
         numbers = pd.to_numeric(values, errors="coerce")
         fractional = bool(numbers.notna().all() and (numbers != numbers.round()).any())
-        labels_like = bool(numbers.isna().any() or (numbers.notna().all() and numbers.nunique() > 1
-                                                     and set(numbers.unique()) <= {0, 1}))
+        labels_like = bool(
+            numbers.isna().any()
+            or (numbers.notna().all() and numbers.nunique() > 1 and set(numbers.unique()) <= {0, 1})
+        )
         shown = ", ".join(dict.fromkeys(values.head(50)))[:60]
         if kind == "labels" and fractional:
-            problems.append(f"sample_submission.csv holds probabilities ({shown}) but the file would hold labels; "
-                            "set submission_format: probabilities in comp.yaml")
+            problems.append(
+                f"sample_submission.csv holds probabilities ({shown}) but the file would hold labels; "
+                "set submission_format: probabilities in comp.yaml"
+            )
         if kind == "probabilities" and labels_like:
-            problems.append(f"sample_submission.csv holds labels ({shown}) but the file would hold probabilities; "
-                            "set submission_format: labels in comp.yaml")
+            problems.append(
+                f"sample_submission.csv holds labels ({shown}) but the file would hold probabilities; "
+                "set submission_format: labels in comp.yaml"
+            )
     return problems
 
 
@@ -150,7 +160,9 @@ def build_submission(
         if thresholds is None:
             thresholds = default_thresholds(settings.task, len(names))
 
-        labels = apply_thresholds(P, thresholds, settings.task, settings.min_labels if min_labels is None else min_labels)
+        labels = apply_thresholds(
+            P, thresholds, settings.task, settings.min_labels if min_labels is None else min_labels
+        )
         if kind == "indicator":
             for j, name in enumerate(names):
                 frame[name] = labels[:, j].astype(np.int64)

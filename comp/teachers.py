@@ -21,7 +21,12 @@ def outputs_hash(paths: RunPaths) -> str:
     """A hash of what a student takes from a run: oof/test parquet and every fold's done marker and
     test array (a retrained fold has a new done.json). Cheap: no model weights are read."""
     h = hashlib.sha256()
-    files = [paths.oof, paths.test, *sorted(paths.dir.glob("fold-*/done.json")), *sorted(paths.dir.glob("fold-*/test.npy"))]
+    files = [
+        paths.oof,
+        paths.test,
+        *sorted(paths.dir.glob("fold-*/done.json")),
+        *sorted(paths.dir.glob("fold-*/test.npy")),
+    ]
     for path in files:
         h.update(str(path.relative_to(paths.dir)).encode())
         try:
@@ -65,6 +70,8 @@ def describe_change(name: str, old: SecondStageRecord | None, new: SecondStageRe
             continue
         changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
         what = "outputs (it was retrained)" if changed == ["outputs"] else ", ".join(changed)
-        return RunError(f"run '{name}' was trained from {key} teacher '{a.get('run', b.get('run'))}' as it was then; its "
-                        f"{what} changed since; pass --force to retrain the student or --name NEW to keep both")
+        return RunError(
+            f"run '{name}' was trained from {key} teacher '{a.get('run', b.get('run'))}' as it was then; its "
+            f"{what} changed since; pass --force to retrain the student or --name NEW to keep both"
+        )
     return None

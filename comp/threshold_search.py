@@ -286,5 +286,3 @@ def multilabel_state(P, raw, c, k, top):
             movable[short[has_c]] = False
             b[short[~has_c]] = last[~has_c]
     return base, movable, b
-
-

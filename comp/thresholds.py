@@ -44,7 +44,6 @@ missing classes (ties: lower class index). The coordinate ascent scores with it 
 per-class exact search is followed by coordinate ascent passes when it is set.
 """
 
-
 from __future__ import annotations
 
 import numpy as np
@@ -135,9 +134,7 @@ class ThresholdOptimizer:
                 "submit the probabilities"
             )
         if self.class_offsets and task != "multiclass":
-            raise ConfigError(
-                f"class_offsets applies to multiclass tasks only; a {task} task tunes thresholds"
-            )
+            raise ConfigError(f"class_offsets applies to multiclass tasks only; a {task} task tunes thresholds")
         check_metric_task(metric.name, task)
         # Fortran order: the search reads whole columns, and counts per row and column run fastest
         Y = np.asfortranarray(check_labels(Y, task, "Y"))
@@ -200,10 +197,7 @@ class ThresholdOptimizer:
         candidates = np.unique(np.concatenate([_GLOBAL_GRID, np.quantile(flat, np.linspace(0, 1, 65)[1:-1])]))
         C = P.shape[1]
         scores = np.array(
-            [
-                stats_score(metric, Y, decide(P, np.full(C, t), "multilabel", k, top), "multilabel")
-                for t in candidates
-            ]
+            [stats_score(metric, Y, decide(P, np.full(C, t), "multilabel", k, top), "multilabel") for t in candidates]
         )
         ties = candidates[scores >= scores.max() - TOL]
         return float(ties[prefer(ties, DEFAULT_THRESHOLD)])
@@ -268,5 +262,3 @@ class ThresholdOptimizer:
             if not improved:
                 break
         return t
-
-

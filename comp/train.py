@@ -4,10 +4,11 @@ Before anything is written, comp.yaml, the config and the family's ``preflight``
 bad value stops the run with one line instead of failing inside fold 0. Each finished fold leaves its
 arrays and then a done marker; a re-run skips finished folds, so an interrupted run continues where
 it stopped. With ``seeds: N`` a fold is N tasks (one per seed, fold-<k>/seed-<s>/, each with its own
-marker) whose probabilities are averaged into the fold's arrays once the last is done (comp.seeds). Several processes (`--fold k` on machines that share the workspace, or plain
-`comp train` twice) share a run through the locks of :mod:`comp.locks`: the config is checked and
-run.yaml written under the run lock, each fold is trained under its own lock, and whoever finishes
-the last fold assembles oof.parquet, test.parquet, scores.json and thresholds.json from all folds.
+marker) whose probabilities are averaged into the fold's arrays once the last is done (comp.seeds).
+Several processes (`--fold k` on machines that share the workspace, or plain `comp train` twice)
+share a run through the locks of :mod:`comp.locks`: the config is checked and run.yaml written under
+the run lock, each fold is trained under its own lock, and whoever finishes the last fold assembles
+oof.parquet, test.parquet, scores.json and thresholds.json from all folds.
 
 The steps live in modules of their own: comp.run_plan (checks, run.yaml), comp.fold_fit (one task),
 comp.fold_state (done markers), comp.assemble (the run's files); this one drives them.
@@ -32,8 +33,23 @@ from comp.run_plan import RunPlan, Unit, check_seeds, ensure_folds, prepare_run,
 from comp.workspace import Workspace
 
 # the names callers (executors, tune, tests) take from comp.train
-__all__ = ["RunPlan", "TrainResult", "Unit", "assemble", "check_seeds", "complete_fold", "ensure_folds", "finish_run",
-           "fold_facts", "prepare_run", "run_digest", "task_info", "train", "train_fold", "train_units"]
+__all__ = [
+    "RunPlan",
+    "TrainResult",
+    "Unit",
+    "assemble",
+    "check_seeds",
+    "complete_fold",
+    "ensure_folds",
+    "finish_run",
+    "fold_facts",
+    "prepare_run",
+    "run_digest",
+    "task_info",
+    "train",
+    "train_fold",
+    "train_units",
+]
 
 
 @dataclass
@@ -49,12 +65,24 @@ class TrainResult:
     optimistic: str | None = None  # why the run's CV is optimistic (a student distilled from OOF), or None
 
 
-def train(ws: Workspace, config_path: Path, *, n_folds: int | None = None, seed: int | None = None,
-          only_fold: int | None = None, only_folds: list[int] | None = None, seed_index: int | None = None,
-          seeds: int | None = None, overrides: list[str] | None = None, name: str | None = None,
-          force: bool = False, wait: bool = False, echo: Callable[[str], None] | None = None,
-          on_fold: Callable[[RunPlan, int], None] | None = None,
-          on_epoch: Callable[[int, float, float], None] | None = None) -> TrainResult:
+def train(
+    ws: Workspace,
+    config_path: Path,
+    *,
+    n_folds: int | None = None,
+    seed: int | None = None,
+    only_fold: int | None = None,
+    only_folds: list[int] | None = None,
+    seed_index: int | None = None,
+    seeds: int | None = None,
+    overrides: list[str] | None = None,
+    name: str | None = None,
+    force: bool = False,
+    wait: bool = False,
+    echo: Callable[[str], None] | None = None,
+    on_fold: Callable[[RunPlan, int], None] | None = None,
+    on_epoch: Callable[[int, float, float], None] | None = None,
+) -> TrainResult:
     """Train (or resume) run ``name`` (default: the config's file stem) out-of-fold.
 
     ``only_fold`` / ``only_folds`` train those folds; ``seed_index`` only that seed of them (with
@@ -65,22 +93,45 @@ def train(ws: Workspace, config_path: Path, *, n_folds: int | None = None, seed:
     """
     overrides = [*(overrides or []), *([f"seeds={seeds}"] if seeds is not None else [])]
     selected = [only_fold] if only_fold is not None else (sorted(set(only_folds)) if only_folds else None)
-    plan = prepare_run(ws, config_path, n_folds=n_folds, seed=seed, overrides=overrides, name=name, force=force,
-                       selected=selected, echo=echo)
+    plan = prepare_run(
+        ws,
+        config_path,
+        n_folds=n_folds,
+        seed=seed,
+        overrides=overrides,
+        name=name,
+        force=force,
+        selected=selected,
+        echo=echo,
+    )
     if seed_index is not None and not 0 <= seed_index < plan.n_seeds:
-        raise RunError(f"--seed-index {seed_index} is out of range: run '{plan.paths.name}' has seeds "
-                       f"0..{plan.n_seeds - 1} (seeds: {plan.n_seeds})")
+        raise RunError(
+            f"--seed-index {seed_index} is out of range: run '{plan.paths.name}' has seeds "
+            f"0..{plan.n_seeds - 1} (seeds: {plan.n_seeds})"
+        )
     trained, skipped, busy = train_units(plan, plan.units(selected, seed_index), wait, on_fold, on_epoch)
     pending, scores = finish_run(plan)
     fold_seconds = {k: float(s) for k, s in fold_facts(plan.paths, plan.n_folds, "seconds").items() if s is not None}
-    return TrainResult(plan.paths.name, trained, skipped, pending, scores, fold_seconds, busy, plan.notes,
-                       plan.record.cv_optimistic_reason if plan.record.cv_optimistic else None)
+    return TrainResult(
+        plan.paths.name,
+        trained,
+        skipped,
+        pending,
+        scores,
+        fold_seconds,
+        busy,
+        plan.notes,
+        plan.record.cv_optimistic_reason if plan.record.cv_optimistic else None,
+    )
 
 
-
-def train_units(plan: RunPlan, units: list[Unit], wait: bool = False,
-                on_fold: Callable[[RunPlan, int], None] | None = None,
-                on_epoch: Callable[[int, float, float], None] | None = None) -> tuple[list[int], list[int], dict]:
+def train_units(
+    plan: RunPlan,
+    units: list[Unit],
+    wait: bool = False,
+    on_fold: Callable[[RunPlan, int], None] | None = None,
+    on_epoch: Callable[[int, float, float], None] | None = None,
+) -> tuple[list[int], list[int], dict]:
     """Train ``units`` (those not done), each under its lock. Returns the folds trained here, the
     folds found done, and the tasks another process was training: {label: who}."""
     paths = plan.paths
@@ -103,9 +154,11 @@ def train_units(plan: RunPlan, units: list[Unit], wait: bool = False,
                 continue
             if not isinstance(lock, FoldLock):
                 if distributed:
-                    raise RunError(f"{unit.label} of run '{paths.name}' is being trained by another process "
-                                   f"({lock.describe()}); a multi-GPU launch cannot skip a fold: wait for it, or "
-                                   "launch with --fold")
+                    raise RunError(
+                        f"{unit.label} of run '{paths.name}' is being trained by another process "
+                        f"({lock.describe()}); a multi-GPU launch cannot skip a fold: wait for it, or "
+                        "launch with --fold"
+                    )
                 busy[unit.label] = lock.describe()
                 plan.log(f"{unit.label}: skipped, another process is training it ({lock.describe()})")
                 continue

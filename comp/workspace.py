@@ -26,8 +26,19 @@ from comp.errors import CompError, ConfigError, first_line
 from comp.run_paths import RunPaths
 from comp.settings import COMP_YAML, SUBMISSION_FORMATS, TASKS, CompSettings, check_folds
 
-__all__ = ["COMP_YAML", "STUDY_YAML", "SUBMISSION_FORMATS", "TASKS", "CompSettings", "RunPaths", "Workspace",
-           "check_folds", "check_run_name", "file_safe", "init_workspace"]
+__all__ = [
+    "COMP_YAML",
+    "STUDY_YAML",
+    "SUBMISSION_FORMATS",
+    "TASKS",
+    "CompSettings",
+    "RunPaths",
+    "Workspace",
+    "check_folds",
+    "check_run_name",
+    "file_safe",
+    "init_workspace",
+]
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 STUDY_YAML = "study.yaml"  # marks runs/<study>/ as a study: its trials are runs named <study>/trial-<n>
@@ -175,8 +186,6 @@ class Workspace:
 def _natural(name: str) -> list:
     """Sort key in which trial-10 follows trial-9."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
-
-
 
 
 def init_workspace(slug: str, root: str | Path, example_configs: dict[str, str]) -> Workspace:

@@ -46,8 +46,10 @@ class Model(tfidf.Model):
         return super().fit(texts, Y, valid)
 
 
-_MAIN = ("import sys, comp.models; comp.models.FAMILIES['blocking'] = 'tests.blocking_family'; "
-         "from comp.cli import main; sys.argv = ['comp', *sys.argv[1:]]; main()")
+_MAIN = (
+    "import sys, comp.models; comp.models.FAMILIES['blocking'] = 'tests.blocking_family'; "
+    "from comp.cli import main; sys.argv = ['comp', *sys.argv[1:]]; main()"
+)
 
 
 COMMAND = [sys.executable, "-c", _MAIN]  # a `comp` that knows ``blocking``, for an executor's tasks
@@ -66,13 +68,15 @@ def comp_env(barrier: Path | None = None) -> dict[str, str]:
 
 
 def start(*args, barrier: Path | None = None) -> subprocess.Popen:
-    return subprocess.Popen(comp_command(*args), env=comp_env(barrier), cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        comp_command(*args), env=comp_env(barrier), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def run(*args, barrier: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run(comp_command(*args), env=comp_env(barrier), cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        comp_command(*args), env=comp_env(barrier), cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def wait_for(path: Path, timeout: float = 120, process: subprocess.Popen | None = None) -> None:
@@ -80,8 +84,10 @@ def wait_for(path: Path, timeout: float = 120, process: subprocess.Popen | None 
     deadline = time.monotonic() + timeout
     while not path.exists():
         if process is not None and process.poll() is not None:
-            raise AssertionError(f"the process exited ({process.returncode}) before {path.name}: "
-                                 f"{process.stderr.read() if process.stderr else ''}")
+            raise AssertionError(
+                f"the process exited ({process.returncode}) before {path.name}: "
+                f"{process.stderr.read() if process.stderr else ''}"
+            )
         if time.monotonic() > deadline:
             raise AssertionError(f"{path} did not appear within {timeout} s")
         time.sleep(0.02)

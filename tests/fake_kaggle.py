@@ -136,9 +136,7 @@ class _Reply(Exception):
 
 
 class FakeKaggle:
-    def __init__(
-        self, username: str = "alice", key: str = "fake-key-7d1c9e", token: str = "KGAT_fake_token_52ab"
-    ):
+    def __init__(self, username: str = "alice", key: str = "fake-key-7d1c9e", token: str = "KGAT_fake_token_52ab"):
         self.username = username
         self.key = key
         self.token = token
@@ -201,9 +199,7 @@ class FakeKaggle:
         scorer: Scorer | None = None,
         **settings,
     ) -> FakeCompetition:
-        files = {
-            name: data.encode() if isinstance(data, str) else data for name, data in (files or {}).items()
-        }
+        files = {name: data.encode() if isinstance(data, str) else data for name, data in (files or {}).items()}
         if isinstance(answer, str):
             answer = answer.encode()
         comp = FakeCompetition(slug, files, answer, scorer, **settings)
@@ -403,9 +399,7 @@ class FakeKaggle:
         comp = self._competition(body)
         rows = [(name, float(score), "2024-03-01T12:00:00.000Z") for name, score in comp.leaderboard]
         mine = [
-            s
-            for s in self._subs
-            if s.competition == comp.slug and s.listed_status == "COMPLETE" and s.public_score
+            s for s in self._subs if s.competition == comp.slug and s.listed_status == "COMPLETE" and s.public_score
         ]
         if mine:
             pick = max if comp.higher_is_better else min
@@ -511,9 +505,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             payload = json.loads(body or b"{}")
-            result = self.fake._rpc(
-                parts[1], parts[2], payload, self.headers.get("Authorization"), self._host()
-            )
+            result = self.fake._rpc(parts[1], parts[2], payload, self.headers.get("Authorization"), self._host())
         except _Reply as reply:
             self._send_json(reply.code, {"code": reply.code, "message": reply.message}, reply.headers)
             return
@@ -536,9 +528,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PUT(self):
         data = self._read_body()
         path = urlsplit(self.path).path
-        status = (
-            self.fake._upload(path.removeprefix("/upload/"), data) if path.startswith("/upload/") else 404
-        )
+        status = self.fake._upload(path.removeprefix("/upload/"), data) if path.startswith("/upload/") else 404
         self._send_json(status, {} if status == 200 else {"code": status, "message": "upload failed"})
 
     def _host(self) -> str:

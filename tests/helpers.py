@@ -28,7 +28,9 @@ def multiclass_source(folder: Path, train_rows: int = 240, test_rows: int = 60, 
     texts = [" ".join([*rng.choice(filler, 4), *rng.choice(cues[c], 2)]) for c in y]
     ids = [f"r{i}" for i in range(n)]
     folder.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"id": ids[:train_rows], "text": texts[:train_rows], "label": y[:train_rows]}).to_csv(folder / "train.csv", index=False)
+    pd.DataFrame({"id": ids[:train_rows], "text": texts[:train_rows], "label": y[:train_rows]}).to_csv(
+        folder / "train.csv", index=False
+    )
     pd.DataFrame({"id": ids[train_rows:], "text": texts[train_rows:]}).to_csv(folder / "test.csv", index=False)
     pd.DataFrame({"id": ids[train_rows:], "label": 0}).to_csv(folder / "sample_submission.csv", index=False)
     pd.DataFrame({"id": ids[train_rows:], "label": y[train_rows:]}).to_csv(folder / "test_labels.csv", index=False)

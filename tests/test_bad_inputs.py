@@ -46,18 +46,21 @@ def comp_yaml(**changes):
         raw = yaml.safe_load(ws.settings_path.read_text())
         raw.update(changes)
         ws.settings_path.write_text(yaml.safe_dump(raw))
+
     return setup
 
 
 def config_file(text):
     def setup(ws):
         (ws.configs_dir / "bad.yaml").write_text(text)
+
     return setup
 
 
 def edit_run_file(name, change):
     def setup(ws):
         change(ws.run(RUN).dir / name)
+
     return setup
 
 
@@ -71,6 +74,7 @@ def set_test_value(value):
         frame = pd.read_parquet(path)
         frame.loc[3, "anger"] = value
         frame.to_parquet(path, index=False)
+
     return change
 
 
@@ -81,6 +85,7 @@ def fold_file(change):
         change(frame)
         frame.to_csv(path, index=False)
         shutil.rmtree(ws.runs_dir)  # a new run trains on the damaged fold file
+
     return setup
 
 
@@ -90,6 +95,7 @@ def chmod_readonly(folder):
         target.mkdir(exist_ok=True)
         for path in [target, *target.rglob("*")]:
             path.chmod(0o555 if path.is_dir() else 0o444)
+
     return setup
 
 
@@ -113,134 +119,341 @@ def sample_values(value, **settings):
         frame.iloc[0, 1] = "1"
         frame.to_csv(ws.sample_submission_csv, index=False)
         comp_yaml(**settings)(ws)
+
     return setup
 
 
 T = r"^error: "  # every message starts so, and is one line
 CASES = [
     # ---- comp.yaml, checked when it is read ------------------------------------------------------
-    ("yaml-text-columns-int", comp_yaml(text_columns=5), lambda ws: ["info"],
-     r"comp.yaml: text_columns must be a list of column names \(e.g. text_columns: \[Tweet\]\), got 5"),
-    ("yaml-separator-null", comp_yaml(text_columns=["Tweet", "ID"], text_separator=None), lambda ws: ["info"],
-     r"comp.yaml: text_separator is null but the 2 text_columns are joined with it; set text_separator"),
-    ("yaml-separator-int", comp_yaml(text_separator=3), lambda ws: ["info"],
-     r"comp.yaml: text_separator must be a string"),
-    ("yaml-min-labels-negative", comp_yaml(min_labels=-3), train_args(),
-     r"comp.yaml: min_labels must be 0 or more \(labels every row gets at least\), got -3"),
-    ("yaml-min-labels-too-many", comp_yaml(min_labels=9), train_args(),
-     r"comp.yaml: min_labels is 9 but there are only 6 label columns"),
+    (
+        "yaml-text-columns-int",
+        comp_yaml(text_columns=5),
+        lambda ws: ["info"],
+        r"comp.yaml: text_columns must be a list of column names \(e.g. text_columns: \[Tweet\]\), got 5",
+    ),
+    (
+        "yaml-separator-null",
+        comp_yaml(text_columns=["Tweet", "ID"], text_separator=None),
+        lambda ws: ["info"],
+        r"comp.yaml: text_separator is null but the 2 text_columns are joined with it; set text_separator",
+    ),
+    (
+        "yaml-separator-int",
+        comp_yaml(text_separator=3),
+        lambda ws: ["info"],
+        r"comp.yaml: text_separator must be a string",
+    ),
+    (
+        "yaml-min-labels-negative",
+        comp_yaml(min_labels=-3),
+        train_args(),
+        r"comp.yaml: min_labels must be 0 or more \(labels every row gets at least\), got -3",
+    ),
+    (
+        "yaml-min-labels-too-many",
+        comp_yaml(min_labels=9),
+        train_args(),
+        r"comp.yaml: min_labels is 9 but there are only 6 label columns",
+    ),
     ("yaml-folds-one", comp_yaml(folds=1), lambda ws: ["folds"], r"comp.yaml: folds must be at least 2, got 1"),
-    ("yaml-seed-negative", comp_yaml(seed=-1), lambda ws: ["folds"],
-     r"comp.yaml: seed must be between 0 and 2\*\*32 - 1, got -1"),
-    ("yaml-metric-unknown", comp_yaml(metric="f2"), lambda ws: ["info"], r"comp.yaml: metric 'f2' is unknown; choose one of"),
-    ("yaml-task-unknown", comp_yaml(task="regression"), lambda ws: ["info"],
-     r"comp.yaml: task 'regression' is not one of multilabel, multiclass, binary"),
-    ("yaml-format-unknown", comp_yaml(submission_format="csv"), lambda ws: ["info"],
-     r"comp.yaml: submission_format 'csv' is not one of labels, probabilities"),
-    ("yaml-unknown-key", comp_yaml(treshold=0.5), lambda ws: ["info"], r"comp.yaml: unknown key\(s\) treshold; valid keys are"),
-    ("yaml-id-column-int", comp_yaml(id_column=5), lambda ws: ["info"], r"comp.yaml: id_column must be a column name, got 5"),
-    ("yaml-allow-empty-string", comp_yaml(allow_empty_text="yes"), lambda ws: ["info"],
-     r"comp.yaml: allow_empty_text must be true or false, got 'yes'"),
-    ("yaml-not-yaml", lambda ws: ws.settings_path.write_text("task: [unclosed\n"), lambda ws: ["info"],
-     r"comp.yaml is not valid YAML"),
+    (
+        "yaml-seed-negative",
+        comp_yaml(seed=-1),
+        lambda ws: ["folds"],
+        r"comp.yaml: seed must be between 0 and 2\*\*32 - 1, got -1",
+    ),
+    (
+        "yaml-metric-unknown",
+        comp_yaml(metric="f2"),
+        lambda ws: ["info"],
+        r"comp.yaml: metric 'f2' is unknown; choose one of",
+    ),
+    (
+        "yaml-task-unknown",
+        comp_yaml(task="regression"),
+        lambda ws: ["info"],
+        r"comp.yaml: task 'regression' is not one of multilabel, multiclass, binary",
+    ),
+    (
+        "yaml-format-unknown",
+        comp_yaml(submission_format="csv"),
+        lambda ws: ["info"],
+        r"comp.yaml: submission_format 'csv' is not one of labels, probabilities",
+    ),
+    (
+        "yaml-unknown-key",
+        comp_yaml(treshold=0.5),
+        lambda ws: ["info"],
+        r"comp.yaml: unknown key\(s\) treshold; valid keys are",
+    ),
+    (
+        "yaml-id-column-int",
+        comp_yaml(id_column=5),
+        lambda ws: ["info"],
+        r"comp.yaml: id_column must be a column name, got 5",
+    ),
+    (
+        "yaml-allow-empty-string",
+        comp_yaml(allow_empty_text="yes"),
+        lambda ws: ["info"],
+        r"comp.yaml: allow_empty_text must be true or false, got 'yes'",
+    ),
+    (
+        "yaml-not-yaml",
+        lambda ws: ws.settings_path.write_text("task: [unclosed\n"),
+        lambda ws: ["info"],
+        r"comp.yaml is not valid YAML",
+    ),
     # ---- command-line options ---------------------------------------------------------------------
-    ("train-folds-zero", nothing, lambda ws: ["train", ws.configs_dir / "tfidf.yaml", "--folds", "0"],
-     r"--folds 0: need at least 2 folds \(leave --folds out to use comp.yaml's 5\)"),
+    (
+        "train-folds-zero",
+        nothing,
+        lambda ws: ["train", ws.configs_dir / "tfidf.yaml", "--folds", "0"],
+        r"--folds 0: need at least 2 folds \(leave --folds out to use comp.yaml's 5\)",
+    ),
     ("folds-folds-negative", nothing, lambda ws: ["folds", "--folds", "-2"], r"--folds -2: need at least 2 folds"),
     ("train-fold-out-of-range", nothing, train_args("--fold", "7"), r"--fold 7 is out of range: folds are 0..2"),
     ("train-name-invalid", nothing, train_args("--name", "a b"), r"run name 'a b' is not allowed"),
     ("set-not-key-value", nothing, train_args("--set", "C"), r"--set 'C' is not of the form key=value"),
-    ("set-unknown-key", nothing, train_args("--set", "ngrams=2", "--name", "x"), r"unknown key\(s\) ngrams; valid keys are"),
-    ("predict-out-json", nothing, lambda ws: ["predict", RUN, "--test", ws.test_csv, "--out", ws.root / "p.json"],
-     r"--out .*p.json: comp predict writes .csv or .parquet files; name the file x.csv or x.parquet"),
-    ("report-out-is-a-file", lambda ws: (ws.root / "r.html").write_text("x"),
-     lambda ws: ["report", RUN, "--out", ws.root / "r.html"],
-     r"--out .*r.html is a file; pass a folder \(the report writes report.html and its figures into it\)"),
-    ("compare-out-is-a-file", lambda ws: (ws.root / "c.html").write_text("x"),
-     lambda ws: ["compare", RUN, RUN, "--out", ws.root / "c.html"], r"--out .*c.html is a file; pass a folder"),
+    (
+        "set-unknown-key",
+        nothing,
+        train_args("--set", "ngrams=2", "--name", "x"),
+        r"unknown key\(s\) ngrams; valid keys are",
+    ),
+    (
+        "predict-out-json",
+        nothing,
+        lambda ws: ["predict", RUN, "--test", ws.test_csv, "--out", ws.root / "p.json"],
+        r"--out .*p.json: comp predict writes .csv or .parquet files; name the file x.csv or x.parquet",
+    ),
+    (
+        "report-out-is-a-file",
+        lambda ws: (ws.root / "r.html").write_text("x"),
+        lambda ws: ["report", RUN, "--out", ws.root / "r.html"],
+        r"--out .*r.html is a file; pass a folder \(the report writes report.html and its figures into it\)",
+    ),
+    (
+        "compare-out-is-a-file",
+        lambda ws: (ws.root / "c.html").write_text("x"),
+        lambda ws: ["compare", RUN, RUN, "--out", ws.root / "c.html"],
+        r"--out .*c.html is a file; pass a folder",
+    ),
     # ---- values a library would reject: checked before any fold starts ---------------------------
-    ("set-max-iter-negative", nothing, train_args("--set", "max_iter=-5", "--name", "x"),
-     r"tfidf.yaml: max_iter: -5 is rejected by scikit-learn \(The 'max_iter' parameter of LogisticRegression must "
-     r"be an int in the range \[0, inf\). Got -5 instead.\); fix max_iter"),
-    ("set-min-df-zero", nothing, train_args("--set", "min_df=0", "--name", "x"),
-     r"tfidf.yaml: min_df: 0 is rejected by scikit-learn \(The 'min_df' parameter of TfidfVectorizer"),
-    ("set-max-df-above-one", nothing, train_args("--set", "max_df=1.5", "--name", "x"),
-     r"tfidf.yaml: max_df: 1.5 is rejected by scikit-learn .*Got 1.5 instead.\); fix max_df"),
-    ("set-strip-accents", nothing, train_args("--set", "strip_accents=greek", "--name", "x"),
-     r"tfidf.yaml: strip_accents: 'greek' is rejected by scikit-learn \(The 'strip_accents' parameter"),
-    ("set-max-features-zero", nothing, train_args("--set", "max_features=0", "--name", "x"),
-     r"tfidf.yaml: max_features: 0 is rejected by scikit-learn"),
-    ("set-max-df-below-min-df", nothing, train_args("--set", "max_df=1", "--set", "min_df=2", "--name", "x"),
-     r"tfidf.yaml: max_df 1 is below min_df 2: no n-gram can pass both; raise max_df"),
+    (
+        "set-max-iter-negative",
+        nothing,
+        train_args("--set", "max_iter=-5", "--name", "x"),
+        r"tfidf.yaml: max_iter: -5 is rejected by scikit-learn \(The 'max_iter' parameter of LogisticRegression must "
+        r"be an int in the range \[0, inf\). Got -5 instead.\); fix max_iter",
+    ),
+    (
+        "set-min-df-zero",
+        nothing,
+        train_args("--set", "min_df=0", "--name", "x"),
+        r"tfidf.yaml: min_df: 0 is rejected by scikit-learn \(The 'min_df' parameter of TfidfVectorizer",
+    ),
+    (
+        "set-max-df-above-one",
+        nothing,
+        train_args("--set", "max_df=1.5", "--name", "x"),
+        r"tfidf.yaml: max_df: 1.5 is rejected by scikit-learn .*Got 1.5 instead.\); fix max_df",
+    ),
+    (
+        "set-strip-accents",
+        nothing,
+        train_args("--set", "strip_accents=greek", "--name", "x"),
+        r"tfidf.yaml: strip_accents: 'greek' is rejected by scikit-learn \(The 'strip_accents' parameter",
+    ),
+    (
+        "set-max-features-zero",
+        nothing,
+        train_args("--set", "max_features=0", "--name", "x"),
+        r"tfidf.yaml: max_features: 0 is rejected by scikit-learn",
+    ),
+    (
+        "set-max-df-below-min-df",
+        nothing,
+        train_args("--set", "max_df=1", "--set", "min_df=2", "--name", "x"),
+        r"tfidf.yaml: max_df 1 is below min_df 2: no n-gram can pass both; raise max_df",
+    ),
     ("set-c-zero", nothing, train_args("--set", "C=0", "--name", "x"), r"tfidf.yaml: C must be positive, got 0.0"),
-    ("set-n-jobs-zero", nothing, train_args("--set", "n_jobs=0", "--name", "x"),
-     r"tfidf.yaml: n_jobs must be a number of processes \(1, 2, ...\) or -1 for all cores, got 0"),
-    ("set-ngrams-reversed", nothing, train_args("--set", "word_ngrams=[3,1]", "--name", "x"),
-     r"word_ngrams must be \[min, max\] with 1 <= min <= max, got \[3, 1\]"),
-    ("nbsvm-max-iter", config_file("model: nbsvm\nmax_iter: -1\n"), train_args(config="bad.yaml"),
-     r"bad.yaml: max_iter: -1 is rejected by scikit-learn"),
-    ("model-decoders", config_file("model: decoders\n"), train_args(config="bad.yaml"),
-     r"bad.yaml: unknown model 'decoders'; available models are: embeddings, generative, nbsvm, prompt, tfidf, transformer"),
-    ("embeddings-backbone-missing", config_file("model: embeddings\nbackbone: /no/such/encoder\n"),
-     train_args(config="bad.yaml"), r"bad.yaml: backbone '/no/such/encoder' cannot be loaded"),
-    ("embeddings-fp16-on-cpu", config_file("model: embeddings\nbackbone: /no/such/encoder\ndevice: cpu\nprecision: fp16\n"),
-     train_args(config="bad.yaml"), r"bad.yaml: precision: fp16 needs a CUDA GPU; use precision: fp32 \(or bf16\) on CPU"),
+    (
+        "set-n-jobs-zero",
+        nothing,
+        train_args("--set", "n_jobs=0", "--name", "x"),
+        r"tfidf.yaml: n_jobs must be a number of processes \(1, 2, ...\) or -1 for all cores, got 0",
+    ),
+    (
+        "set-ngrams-reversed",
+        nothing,
+        train_args("--set", "word_ngrams=[3,1]", "--name", "x"),
+        r"word_ngrams must be \[min, max\] with 1 <= min <= max, got \[3, 1\]",
+    ),
+    (
+        "nbsvm-max-iter",
+        config_file("model: nbsvm\nmax_iter: -1\n"),
+        train_args(config="bad.yaml"),
+        r"bad.yaml: max_iter: -1 is rejected by scikit-learn",
+    ),
+    (
+        "model-decoders",
+        config_file("model: decoders\n"),
+        train_args(config="bad.yaml"),
+        r"bad.yaml: unknown model 'decoders'; available models are: embeddings, generative, nbsvm, prompt, tfidf, "
+        r"transformer",
+    ),
+    (
+        "embeddings-backbone-missing",
+        config_file("model: embeddings\nbackbone: /no/such/encoder\n"),
+        train_args(config="bad.yaml"),
+        r"bad.yaml: backbone '/no/such/encoder' cannot be loaded",
+    ),
+    (
+        "embeddings-fp16-on-cpu",
+        config_file("model: embeddings\nbackbone: /no/such/encoder\ndevice: cpu\nprecision: fp16\n"),
+        train_args(config="bad.yaml"),
+        r"bad.yaml: precision: fp16 needs a CUDA GPU; use precision: fp32 \(or bf16\) on CPU",
+    ),
     # ---- fold files ---------------------------------------------------------------------------------
-    ("fold-file-missing-fold", fold_file(lambda f: f.__setitem__("fold", f["fold"].replace("2", "1"))), train_args(),
-     r"folds-k3-s42.csv holds folds 0, 1, not 0..2; recreate it with `comp folds --folds 3 --force`"),
-    ("fold-file-other-k", fold_file(lambda f: f.__setitem__("fold", (np.arange(len(f)) % 5).astype(str))), train_args(),
-     r"folds-k3-s42.csv holds folds 0, 1, 2, 3, 4, not 0..2; recreate it with `comp folds --folds 3 --force`"),
-    ("fold-file-not-integer", fold_file(lambda f: f.__setitem__("fold", "x")), train_args(),
-     r"folds-k3-s42.csv has a non-integer fold value; recreate it"),
+    (
+        "fold-file-missing-fold",
+        fold_file(lambda f: f.__setitem__("fold", f["fold"].replace("2", "1"))),
+        train_args(),
+        r"folds-k3-s42.csv holds folds 0, 1, not 0..2; recreate it with `comp folds --folds 3 --force`",
+    ),
+    (
+        "fold-file-other-k",
+        fold_file(lambda f: f.__setitem__("fold", (np.arange(len(f)) % 5).astype(str))),
+        train_args(),
+        r"folds-k3-s42.csv holds folds 0, 1, 2, 3, 4, not 0..2; recreate it with `comp folds --folds 3 --force`",
+    ),
+    (
+        "fold-file-not-integer",
+        fold_file(lambda f: f.__setitem__("fold", "x")),
+        train_args(),
+        r"folds-k3-s42.csv has a non-integer fold value; recreate it",
+    ),
     # ---- damaged run files -------------------------------------------------------------------------
-    ("run-yaml-garbage", edit_run_file("run.yaml", write_json_text("name: [tfidf\n")), lambda ws: ["submit", RUN, "--dry-run"],
-     r"runs/tfidf/run.yaml is damaged \(.*\); re-run `comp train CONFIG`"),
-    ("oof-parquet-truncated", edit_run_file("oof.parquet", truncate), lambda ws: ["report", RUN],
-     r"runs/tfidf/oof.parquet is damaged \(.*\); re-run `comp train .*tfidf.yaml` \(with --name tfidf"),
-    ("test-parquet-truncated", edit_run_file("test.parquet", truncate), lambda ws: ["submit", RUN, "--dry-run"],
-     r"runs/tfidf/test.parquet is damaged"),
-    ("thresholds-truncated", edit_run_file("thresholds.json", truncate), lambda ws: ["submit", RUN, "--dry-run"],
-     r"runs/tfidf/thresholds.json is damaged \(.*\); re-fit it with `comp thresholds tfidf`"),
-    ("thresholds-missing", edit_run_file("thresholds.json", lambda p: p.unlink()), lambda ws: ["submit", RUN, "--dry-run"],
-     r"runs/tfidf/thresholds.json is missing, so the labels cannot be decided as the run's CV was measured; "
-     r"re-fit it with `comp thresholds tfidf`"),
-    ("thresholds-nan", edit_run_file("thresholds.json", lambda p: p.write_text(json.dumps(
-        {**json.loads(p.read_text()), "metric": "log_loss", "thresholds": {
-            k: None for k in json.loads(p.read_text())["thresholds"]}}))),
-     lambda ws: ["submit", RUN, "--dry-run"],
-     r"thresholds.json has no tuned threshold for class\(es\) joy, .* \(fitted for metric log_loss, which scores "
-     r"probabilities\); re-fit them for the competition's metric with `comp thresholds tfidf --metric f1_macro`"),
-    ("scores-truncated", edit_run_file("scores.json", truncate), lambda ws: ["submit", RUN, "--dry-run"],
-     r"runs/tfidf/scores.json is damaged"),
-    ("test-probability-nan", edit_run_file("test.parquet", set_test_value(np.nan)), lambda ws: ["submit", RUN, "--dry-run"],
-     r"runs/tfidf/test.parquet has NaN or infinite values in column 'anger' \(1 row\(s\): nan; ids .*\); nothing can "
-     r"be submitted or blended from it"),
-    ("test-probability-above-one", edit_run_file("test.parquet", set_test_value(7.5)),
-     lambda ws: ["submit", RUN, "--dry-run"],
-     r"runs/tfidf/test.parquet has probabilities outside \[0, 1\] in column 'anger' \(1 row\(s\): 7.5; ids"),
-    ("test-probability-negative", edit_run_file("test.parquet", set_test_value(-2.0)),
-     lambda ws: ["ensemble", RUN, RUN + "2", "--name", "b"],
-     r"test.parquet has probabilities outside \[0, 1\] in column 'anger' \(1 row\(s\): -2"),
+    (
+        "run-yaml-garbage",
+        edit_run_file("run.yaml", write_json_text("name: [tfidf\n")),
+        lambda ws: ["submit", RUN, "--dry-run"],
+        r"runs/tfidf/run.yaml is damaged \(.*\); re-run `comp train CONFIG`",
+    ),
+    (
+        "oof-parquet-truncated",
+        edit_run_file("oof.parquet", truncate),
+        lambda ws: ["report", RUN],
+        r"runs/tfidf/oof.parquet is damaged \(.*\); re-run `comp train .*tfidf.yaml` \(with --name tfidf",
+    ),
+    (
+        "test-parquet-truncated",
+        edit_run_file("test.parquet", truncate),
+        lambda ws: ["submit", RUN, "--dry-run"],
+        r"runs/tfidf/test.parquet is damaged",
+    ),
+    (
+        "thresholds-truncated",
+        edit_run_file("thresholds.json", truncate),
+        lambda ws: ["submit", RUN, "--dry-run"],
+        r"runs/tfidf/thresholds.json is damaged \(.*\); re-fit it with `comp thresholds tfidf`",
+    ),
+    (
+        "thresholds-missing",
+        edit_run_file("thresholds.json", lambda p: p.unlink()),
+        lambda ws: ["submit", RUN, "--dry-run"],
+        r"runs/tfidf/thresholds.json is missing, so the labels cannot be decided as the run's CV was measured; "
+        r"re-fit it with `comp thresholds tfidf`",
+    ),
+    (
+        "thresholds-nan",
+        edit_run_file(
+            "thresholds.json",
+            lambda p: p.write_text(
+                json.dumps(
+                    {
+                        **json.loads(p.read_text()),
+                        "metric": "log_loss",
+                        "thresholds": {k: None for k in json.loads(p.read_text())["thresholds"]},
+                    }
+                )
+            ),
+        ),
+        lambda ws: ["submit", RUN, "--dry-run"],
+        r"thresholds.json has no tuned threshold for class\(es\) joy, .* \(fitted for metric log_loss, which scores "
+        r"probabilities\); re-fit them for the competition's metric with `comp thresholds tfidf --metric f1_macro`",
+    ),
+    (
+        "scores-truncated",
+        edit_run_file("scores.json", truncate),
+        lambda ws: ["submit", RUN, "--dry-run"],
+        r"runs/tfidf/scores.json is damaged",
+    ),
+    (
+        "test-probability-nan",
+        edit_run_file("test.parquet", set_test_value(np.nan)),
+        lambda ws: ["submit", RUN, "--dry-run"],
+        r"runs/tfidf/test.parquet has NaN or infinite values in column 'anger' \(1 row\(s\): nan; ids .*\); nothing "
+        r"can "
+        r"be submitted or blended from it",
+    ),
+    (
+        "test-probability-above-one",
+        edit_run_file("test.parquet", set_test_value(7.5)),
+        lambda ws: ["submit", RUN, "--dry-run"],
+        r"runs/tfidf/test.parquet has probabilities outside \[0, 1\] in column 'anger' \(1 row\(s\): 7.5; ids",
+    ),
+    (
+        "test-probability-negative",
+        edit_run_file("test.parquet", set_test_value(-2.0)),
+        lambda ws: ["ensemble", RUN, RUN + "2", "--name", "b"],
+        r"test.parquet has probabilities outside \[0, 1\] in column 'anger' \(1 row\(s\): -2",
+    ),
     # ---- submissions of the wrong value kind --------------------------------------------------------
-    ("format-probabilities-for-f1", comp_yaml(submission_format="probabilities"), lambda ws: ["submit", RUN, "--dry-run"],
-     r"the submission would hold the wrong kind of values, nothing was written or uploaded: metric f1_macro scores "
-     r"labels but submission_format is probabilities, so the file would hold probabilities; set submission_format: "
-     r"labels in comp.yaml \(or pass --force to submit it anyway\)"),
-    ("metric-auc-with-labels", comp_yaml(metric="roc_auc_macro"), lambda ws: ["submit", RUN, "--dry-run"],
-     r"metric roc_auc_macro scores probabilities but submission_format is labels, so the file would hold labels; "
-     r"set submission_format: probabilities in comp.yaml"),
-    ("sample-holds-probabilities", sample_values("0.5"), lambda ws: ["submit", RUN, "--dry-run"],
-     r"sample_submission.csv holds probabilities \(1, 0.5\) but the file would hold labels; set submission_format: "
-     r"probabilities in comp.yaml"),
-    ("sample-holds-labels-for-auc", sample_values("0", metric="roc_auc_macro", submission_format="probabilities"),
-     lambda ws: ["submit", RUN, "--dry-run"],
-     r"wrong kind of values, nothing was written or uploaded: sample_submission.csv holds labels \(1, 0\) but the "
-     r"file would hold probabilities; set submission_format: labels in comp.yaml"),
+    (
+        "format-probabilities-for-f1",
+        comp_yaml(submission_format="probabilities"),
+        lambda ws: ["submit", RUN, "--dry-run"],
+        r"the submission would hold the wrong kind of values, nothing was written or uploaded: metric f1_macro scores "
+        r"labels but submission_format is probabilities, so the file would hold probabilities; set submission_format: "
+        r"labels in comp.yaml \(or pass --force to submit it anyway\)",
+    ),
+    (
+        "metric-auc-with-labels",
+        comp_yaml(metric="roc_auc_macro"),
+        lambda ws: ["submit", RUN, "--dry-run"],
+        r"metric roc_auc_macro scores probabilities but submission_format is labels, so the file would hold labels; "
+        r"set submission_format: probabilities in comp.yaml",
+    ),
+    (
+        "sample-holds-probabilities",
+        sample_values("0.5"),
+        lambda ws: ["submit", RUN, "--dry-run"],
+        r"sample_submission.csv holds probabilities \(1, 0.5\) but the file would hold labels; set submission_format: "
+        r"probabilities in comp.yaml",
+    ),
+    (
+        "sample-holds-labels-for-auc",
+        sample_values("0", metric="roc_auc_macro", submission_format="probabilities"),
+        lambda ws: ["submit", RUN, "--dry-run"],
+        r"wrong kind of values, nothing was written or uploaded: sample_submission.csv holds labels \(1, 0\) but the "
+        r"file would hold probabilities; set submission_format: labels in comp.yaml",
+    ),
     # ---- read-only folders --------------------------------------------------------------------------
-    ("runs-read-only", chmod_readonly("runs"), train_args("--name", "other"),
-     r"cannot (write|create the lock) .*runs/other.*: permission denied; make the folder writable"),
-    ("submissions-read-only", chmod_readonly("submissions"), lambda ws: ["submit", RUN, "--dry-run"],
-     r"submissions/ledger.db.*(writable|read-only)"),
+    (
+        "runs-read-only",
+        chmod_readonly("runs"),
+        train_args("--name", "other"),
+        r"cannot (write|create the lock) .*runs/other.*: permission denied; make the folder writable",
+    ),
+    (
+        "submissions-read-only",
+        chmod_readonly("submissions"),
+        lambda ws: ["submit", RUN, "--dry-run"],
+        r"submissions/ledger.db.*(writable|read-only)",
+    ),
 ]
 # the two runs an ensemble case needs: 'tfidf2' is a copy of 'tfidf' (same data, same folds)
 _NEEDS_SECOND_RUN = {"test-probability-negative"}
@@ -264,8 +477,9 @@ def test_bad_input(ws, monkeypatch, capsys, case, setup, args, message):
     after = _snapshot(ws)
     # nothing half-written: no temporary file left, no submission file without its ledger row
     assert not [p for p in after if p.endswith(".tmp")], after
-    assert sorted(p for p in after if p.startswith("submissions/") and p.endswith(".csv")) == \
-        sorted(p for p in before if p.startswith("submissions/") and p.endswith(".csv"))
+    assert sorted(p for p in after if p.startswith("submissions/") and p.endswith(".csv")) == sorted(
+        p for p in before if p.startswith("submissions/") and p.endswith(".csv")
+    )
 
 
 def test_the_battery_has_at_least_40_distinct_inputs():
@@ -297,7 +511,7 @@ def test_comp_runs_shows_the_others_and_marks_the_damaged_ones(ws, monkeypatch, 
     for name in ("bad-yaml", "bad-scores"):
         shutil.copytree(ws.run(RUN).dir, ws.runs_dir / name)
     (ws.runs_dir / "bad-yaml" / "run.yaml").write_text("name: [x\n")
-    (ws.runs_dir / "bad-scores" / "scores.json").write_text("{\"cv\": ")
+    (ws.runs_dir / "bad-scores" / "scores.json").write_text('{"cv": ')
     monkeypatch.setattr(sys, "argv", ["comp", "--workspace", str(ws.root), "runs"])
     monkeypatch.setattr(console.out, "_width", 300)
     with pytest.raises(SystemExit) as done:

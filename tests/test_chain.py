@@ -29,8 +29,9 @@ class PriorShift:
 
     def fit(self, P, Y):
         odds = lambda p: p / (1 - p)  # noqa: E731
-        self.shift_ = self.strength * (np.log(odds(np.clip(Y.mean(0), 1e-3, 1 - 1e-3))) -
-                                       np.log(odds(np.clip(P.mean(0), 1e-3, 1 - 1e-3))))
+        self.shift_ = self.strength * (
+            np.log(odds(np.clip(Y.mean(0), 1e-3, 1 - 1e-3))) - np.log(odds(np.clip(P.mean(0), 1e-3, 1 - 1e-3)))
+        )
         return self
 
     def transform(self, P):
@@ -59,7 +60,9 @@ def test_a_new_post_processor_is_one_class_and_is_cross_fitted():
     # the decision is fitted on the out-of-fold output; new rows go through the step fitted on all rows
     np.testing.assert_array_equal(chain.decision_.thresholds_, ThresholdOptimizer().fit(chain.oof_, Y).thresholds_)
     np.testing.assert_allclose(chain.predict_proba(M), PriorShift().fit(P, Y).transform(P))
-    honest = cross_fit(Chain(MeanBlender(), steps=[PriorShift()], decision=ThresholdOptimizer()), M, Y, folds, "f1_macro")
+    honest = cross_fit(
+        Chain(MeanBlender(), steps=[PriorShift()], decision=ThresholdOptimizer()), M, Y, folds, "f1_macro"
+    )
     assert 0.3 < honest.score < 1.0
 
 
@@ -89,8 +92,13 @@ def test_clone_copies_parameters_not_fitted_state():
     M, Y, _ = _data(4)
     opt = ThresholdOptimizer("f1_micro", min_labels=1).fit(M[0], Y)
     copy = clone(opt)
-    assert get_params(copy) == {"metric": "f1_micro", "task": "multilabel", "min_labels": 1, "class_offsets": False,
-                                "max_passes": 10}
+    assert get_params(copy) == {
+        "metric": "f1_micro",
+        "task": "multilabel",
+        "min_labels": 1,
+        "class_offsets": False,
+        "max_passes": 10,
+    }
     assert copy is not opt and not hasattr(copy, "thresholds_")
 
 
@@ -123,5 +131,9 @@ def test_nested_cross_fitting_fits_each_distinct_set_of_rows_once():
     for k in range(4):
         held = folds == k
         np.testing.assert_array_equal(evaluate.oof_[held], fresh[k].transform(M.mean(0)[held]))
-    assert honest.score == cross_fit(Chain(MeanBlender(), steps=[PriorShift(0.5)], decision=ThresholdOptimizer()),
-                                     M, Y, folds, "f1_macro").score
+    assert (
+        honest.score
+        == cross_fit(
+            Chain(MeanBlender(), steps=[PriorShift(0.5)], decision=ThresholdOptimizer()), M, Y, folds, "f1_macro"
+        ).score
+    )

@@ -7,30 +7,65 @@ import pytest
 
 from tests.helpers import multilabel_source
 
-HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "datasets", "kaggle", "kagglesdk", "matplotlib", "optuna",
-         "pandas", "sklearn")
+HEAVY = (
+    "torch",
+    "transformers",
+    "peft",
+    "bitsandbytes",
+    "datasets",
+    "kaggle",
+    "kagglesdk",
+    "matplotlib",
+    "optuna",
+    "pandas",
+    "sklearn",
+)
 
 
 def comp(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "comp", *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "comp", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
-COMMANDS = ("init", "fetch", "info", "folds", "train", "tune", "runs", "thresholds", "ensemble", "submit", "lb",
-            "evaluate", "report", "compare", "predict", "demo")
+COMMANDS = (
+    "init",
+    "fetch",
+    "info",
+    "folds",
+    "train",
+    "tune",
+    "runs",
+    "thresholds",
+    "ensemble",
+    "submit",
+    "lb",
+    "evaluate",
+    "report",
+    "compare",
+    "predict",
+    "demo",
+)
 
 
 def test_help_imports_nothing_heavy():
     # `python -m comp --help` and every `comp COMMAND --help`, in one process: `comp --help` stays fast
     # because nothing heavy is imported before a command runs
-    code = ("import runpy, sys\n"
-            f"for argv in [['--help'], *[[c, '--help'] for c in {COMMANDS!r}]]:\n"
-            "    sys.argv = ['comp', *argv]\n"
-            "    try:\n        runpy.run_module('comp', run_name='__main__', alter_sys=True)\n"
-            "    except SystemExit as exc:\n        assert exc.code in (0, None), (argv, exc.code)\n"
-            f"print('heavy=' + ','.join(m for m in {HEAVY!r} if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env={"COLUMNS": "100", "PATH": "/usr/bin:/bin"})
+    code = (
+        "import runpy, sys\n"
+        f"for argv in [['--help'], *[[c, '--help'] for c in {COMMANDS!r}]]:\n"
+        "    sys.argv = ['comp', *argv]\n"
+        "    try:\n        runpy.run_module('comp', run_name='__main__', alter_sys=True)\n"
+        "    except SystemExit as exc:\n        assert exc.code in (0, None), (argv, exc.code)\n"
+        f"print('heavy=' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"COLUMNS": "100", "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr
     assert "Commands" in result.stdout and "--workspace" in result.stdout
     assert result.stdout.count(" Usage: ") == len(COMMANDS) + 1
@@ -137,5 +172,7 @@ def test_thresholds_table_is_sklearn_f1_at_the_written_thresholds(tmp_path, monk
         t = written["thresholds"][str(name)]
         _, support, shown_t, at_half, tuned = rows[str(name)][:5]
         assert int(support) == int(truth.Y[:, j].sum()) and float(shown_t) == pytest.approx(t, abs=5e-4)
-        assert float(at_half) == pytest.approx(f1_score(truth.Y[:, j], data.oof[:, j] >= 0.5, zero_division=0), abs=5e-5)
+        assert float(at_half) == pytest.approx(
+            f1_score(truth.Y[:, j], data.oof[:, j] >= 0.5, zero_division=0), abs=5e-5
+        )
         assert float(tuned) == pytest.approx(f1_score(truth.Y[:, j], data.oof[:, j] >= t, zero_division=0), abs=5e-5)

@@ -21,7 +21,9 @@ def test_defaults_yaml_and_overrides(tmp_path):
 
 def test_unknown_key_lists_valid_keys(tmp_path):
     path = _write(tmp_path, "model: tfidf\nlearning_rate: 0.1\n")
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) learning_rate; valid keys are: C, char_ngrams, class_weight"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key\(s\) learning_rate; valid keys are: C, char_ngrams, class_weight"
+    ):
         load_model_config(path)
 
 

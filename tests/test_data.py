@@ -35,7 +35,9 @@ def test_infer_multiclass_classes_from_train_values(tmp_path):
 
 
 def test_infer_binary_and_probability_submission(tmp_path):
-    pd.DataFrame({"id": [1, 2, 3, 4], "text": list("abcd"), "target": [0, 1, 0, 1]}).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame({"id": [1, 2, 3, 4], "text": list("abcd"), "target": [0, 1, 0, 1]}).to_csv(
+        tmp_path / "train.csv", index=False
+    )
     pd.DataFrame({"id": [5, 6], "text": ["e", "f"]}).to_csv(tmp_path / "test.csv", index=False)
     pd.DataFrame({"id": [5, 6], "target": [0.5, 0.5]}).to_csv(tmp_path / "sample_submission.csv", index=False)
     schema = infer_schema(*_frames(tmp_path))
@@ -45,8 +47,12 @@ def test_infer_binary_and_probability_submission(tmp_path):
 
 
 def test_several_text_columns_are_joined(tmp_path):
-    pd.DataFrame({"id": ["1", "2"], "title": ["t1", "t2"], "body": ["b1", ""], "label": ["x", "y"]}).to_csv(tmp_path / "train.csv", index=False)
-    pd.DataFrame({"id": ["3", "4"], "title": ["t3", "t4"], "body": ["b3", "b4"]}).to_csv(tmp_path / "test.csv", index=False)
+    pd.DataFrame({"id": ["1", "2"], "title": ["t1", "t2"], "body": ["b1", ""], "label": ["x", "y"]}).to_csv(
+        tmp_path / "train.csv", index=False
+    )
+    pd.DataFrame({"id": ["3", "4"], "title": ["t3", "t4"], "body": ["b3", "b4"]}).to_csv(
+        tmp_path / "test.csv", index=False
+    )
     pd.DataFrame({"id": ["3", "4"], "label": ["x", "x"]}).to_csv(tmp_path / "sample_submission.csv", index=False)
     ws = init_workspace("s", tmp_path / "ws", {})
     fetch_local(ws, tmp_path)
@@ -84,18 +90,26 @@ def _edit(path, fn):
 
 
 def test_missing_file(tmp_path):
-    _bad(tmp_path, lambda s: (s / "test.csv").unlink(), r"has no test.csv \(found: sample_submission.csv, test_labels.csv, train.csv\)")
+    _bad(
+        tmp_path,
+        lambda s: (s / "test.csv").unlink(),
+        r"has no test.csv \(found: sample_submission.csv, test_labels.csv, train.csv\)",
+    )
 
 
 def test_misnamed_column_lists_columns(tmp_path):
-    _bad(tmp_path, lambda s: _edit(s / "train.csv", lambda f: f.rename(columns={"anger": "angry"})),
-         r"train.csv has no column 'anger'; columns are: ID, Tweet, joy, optimism, angry")
+    _bad(
+        tmp_path,
+        lambda s: _edit(s / "train.csv", lambda f: f.rename(columns={"anger": "angry"})),
+        r"train.csv has no column 'anger'; columns are: ID, Tweet, joy, optimism, angry",
+    )
 
 
 def test_duplicate_ids(tmp_path):
     def dup(f):
         f.loc[1, "ID"] = f.loc[0, "ID"]
         return f
+
     _bad(tmp_path, lambda s: _edit(s / "train.csv", dup), r"train.csv has 1 duplicate 'ID' value\(s\)")
 
 
@@ -103,13 +117,19 @@ def test_empty_text(tmp_path):
     def blank(f):
         f.loc[3, "Tweet"] = "  "
         return f
-    _bad(tmp_path, lambda s: _edit(s / "train.csv", blank), r"train.csv has 1 row\(s\) with empty or missing text .*allow_empty_text")
+
+    _bad(
+        tmp_path,
+        lambda s: _edit(s / "train.csv", blank),
+        r"train.csv has 1 row\(s\) with empty or missing text .*allow_empty_text",
+    )
 
 
 def test_label_not_01(tmp_path):
     def two(f):
         f.loc[5, "fear"] = "2"
         return f
+
     _bad(tmp_path, lambda s: _edit(s / "train.csv", two), r"train.csv column 'fear' has values other than 0/1 \(2; ids")
 
 
@@ -117,19 +137,28 @@ def test_test_ids_differ_from_sample(tmp_path):
     def change(f):
         f.loc[0, "ID"] = "nope"
         return f
-    _bad(tmp_path, lambda s: _edit(s / "sample_submission.csv", change),
-         r"test.csv and sample_submission.csv have different ids: 1 only in test .* 1 only in sample_submission \(nope\)")
+
+    _bad(
+        tmp_path,
+        lambda s: _edit(s / "sample_submission.csv", change),
+        r"test.csv and sample_submission.csv have different ids: 1 only in test .* 1 only in sample_submission "
+        r"\(nope\)",
+    )
 
 
 def test_not_utf8(tmp_path):
     def latin1(s):
         (s / "train.csv").write_bytes((s / "train.csv").read_bytes().replace(b"happy", "h\u00e4ppy".encode("latin-1")))
+
     _bad(tmp_path, latin1, r"train.csv is not UTF-8 text \(byte 0xe4 at offset \d+\); re-save it as UTF-8")
 
 
 def test_not_a_csv(tmp_path):
-    _bad(tmp_path, lambda s: (s / "test.csv").write_text("just one line of prose\n"),
-         r"test.csv is not a CSV with several columns")
+    _bad(
+        tmp_path,
+        lambda s: (s / "test.csv").write_text("just one line of prose\n"),
+        r"test.csv is not a CSV with several columns",
+    )
 
 
 def test_zip_without_expected_files(tmp_path):

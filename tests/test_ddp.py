@@ -27,15 +27,36 @@ def test_two_process_cpu_ddp_trains_and_only_rank_0_writes(bert_dir, tmp_path):
 
     ws = make_workspace(tmp_path, "multiclass", train_rows=64, test_rows=16)
     config = ws.configs_dir / "tiny.yaml"
-    config.write_text(f"model: transformer\nbackbone: {bert_dir}\nepochs: 1\nbatch_size: 8\nlr: 3.0e-3\n"
-                      "max_length: 32\nsave_models: true\n")
+    config.write_text(
+        f"model: transformer\nbackbone: {bert_dir}\nepochs: 1\nbatch_size: 8\nlr: 3.0e-3\n"
+        "max_length: 32\nsave_models: true\n"
+    )
     audit = tmp_path / "audit"
-    env = {**os.environ, "COMP_AUDIT_ROOT": str(ws.root), "COMP_AUDIT_OUT": str(audit), "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "GLOO_SOCKET_IFNAME": "lo", "TORCHELASTIC_ERROR_FILE": str(tmp_path / "error.json")}
+    env = {
+        **os.environ,
+        "COMP_AUDIT_ROOT": str(ws.root),
+        "COMP_AUDIT_OUT": str(audit),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "GLOO_SOCKET_IFNAME": "lo",
+        "TORCHELASTIC_ERROR_FILE": str(tmp_path / "error.json"),
+    }
     # --standalone: a rendezvous on a free localhost port, so parallel test runs never collide
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               str(REPO / "tests" / "ddp_audit.py"), "--workspace", str(ws.root), "train", str(config), "--folds", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        str(REPO / "tests" / "ddp_audit.py"),
+        "--workspace",
+        str(ws.root),
+        "train",
+        str(config),
+        "--folds",
+        "2",
+    ]
     done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
 

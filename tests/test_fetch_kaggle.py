@@ -36,8 +36,13 @@ def test_fetch_downloads_unzips_and_infers(fake_kaggle, competition_files, tmp_p
 def test_fetch_through_the_command_line(fake_kaggle, competition_files, tmp_path):
     fake_kaggle.add_competition(SLUG, files=competition_files)
     init_workspace("placeholder", tmp_path / "ws", {})
-    result = subprocess.run([sys.executable, "-m", "comp", "--workspace", str(tmp_path / "ws"), "fetch", SLUG],
-                            capture_output=True, text=True, env=fake_kaggle.env(), timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "comp", "--workspace", str(tmp_path / "ws"), "fetch", SLUG],
+        capture_output=True,
+        text=True,
+        env=fake_kaggle.env(),
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "inferred into comp.yaml" in result.stdout
     assert f"competition: {SLUG}" in (tmp_path / "ws" / "comp.yaml").read_text()
@@ -47,8 +52,10 @@ def test_fetch_through_the_command_line(fake_kaggle, competition_files, tmp_path
     ("setup", "message"),
     [
         (lambda s: s.fail_next("DownloadDataFiles", 401), r"rejected .*create a new token"),
-        (lambda s: s.competitions[SLUG].__setattr__("rules_accepted", False),
-         rf"https://www.kaggle.com/competitions/{SLUG}/rules"),
+        (
+            lambda s: s.competitions[SLUG].__setattr__("rules_accepted", False),
+            rf"https://www.kaggle.com/competitions/{SLUG}/rules",
+        ),
         (lambda s: s.fail_next("DownloadDataFiles", 404), rf"no competition '{SLUG}'|{SLUG}.*not found|check the slug"),
         (lambda s: s.__setattr__("rate_limited", True), r"rate.?limit|too many requests.*retry later"),
     ],

@@ -16,8 +16,9 @@ SCRIPT = REPO / "bench" / "gpu_check.py"
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO / "bench", env=env, capture_output=True,
-                          text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], cwd=REPO / "bench", env=env, capture_output=True, text=True, timeout=900
+    )
 
 
 def test_without_cuda_it_says_so_and_exits_0():

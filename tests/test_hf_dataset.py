@@ -153,9 +153,7 @@ def test_missing_id_column_generates_ids_and_validation_can_join_train(tmp_path)
     summary = export_hf_dataset(str(src), dest, train_splits=["train", "validation"])
 
     train, test = _read(dest, "train.csv"), _read(dest, "test.csv")
-    assert train["id"].tolist() == [f"train_{i:06d}" for i in range(40)] + [
-        f"validation_{i:06d}" for i in range(8)
-    ]
+    assert train["id"].tolist() == [f"train_{i:06d}" for i in range(40)] + [f"validation_{i:06d}" for i in range(8)]
     assert test["id"].tolist() == [f"test_{i:06d}" for i in range(12)]
     assert _read(dest, "sample_submission.csv")["id"].tolist() == test["id"].tolist()
     assert summary.id_source == "generated"
@@ -194,9 +192,7 @@ def test_unlabelled_test_split_has_no_answer_key(tmp_path):
 
 def test_unlabelled_train_rows_are_left_out(tmp_path):
     dsd = _multiclass()
-    dsd["train"] = dsd["train"].map(
-        lambda row, i: {"label": -1 if i < 3 else row["label"]}, with_indices=True
-    )
+    dsd["train"] = dsd["train"].map(lambda row, i: {"label": -1 if i < 3 else row["label"]}, with_indices=True)
     summary = export_hf_dataset(str(_saved_folder(dsd, tmp_path / "src")), tmp_path / "data")
     train = _read(tmp_path / "data", "train.csv")
     assert summary.n_train == len(train) == 37
@@ -230,9 +226,7 @@ def test_several_classlabels_need_label_column(tmp_path):
     )
     split = Dataset.from_dict({"text": ["t1", "t2"], "topic": [0, 1], "mood": [1, 0]}, features=feats)
     src = _saved_folder(DatasetDict(train=split, test=split), tmp_path / "src")
-    with pytest.raises(
-        DataError, match=r"several ClassLabel features \(topic, mood\); pick one with label_column"
-    ):
+    with pytest.raises(DataError, match=r"several ClassLabel features \(topic, mood\); pick one with label_column"):
         export_hf_dataset(str(src), tmp_path / "data")
     summary = export_hf_dataset(str(src), tmp_path / "data", label_column="mood")
     assert list(_read(tmp_path / "data", "train.csv").columns) == ["id", "text", "mood"]
@@ -243,9 +237,7 @@ def test_error_without_string_feature(tmp_path):
     feats = Features({"x": Value("int32"), "label": ClassLabel(names=["a", "b"])})
     split = Dataset.from_dict({"x": [1, 2], "label": [0, 1]}, features=feats)
     dest = tmp_path / "data"
-    with pytest.raises(
-        DataError, match=r"no string feature to use as text \(features: x \(Value\('int32'\)\)"
-    ):
+    with pytest.raises(DataError, match=r"no string feature to use as text \(features: x \(Value\('int32'\)\)"):
         export_hf_dataset(str(_saved_folder(DatasetDict(train=split, test=split), tmp_path / "src")), dest)
     assert not dest.exists()
 
@@ -265,9 +257,7 @@ def test_error_without_label_feature(tmp_path):
 def test_error_without_test_or_validation_split(tmp_path):
     dsd = _multiclass()
     src = _saved_folder(DatasetDict(train=dsd["train"], extra=dsd["test"]), tmp_path / "src")
-    with pytest.raises(
-        DataError, match=r"no 'test' or 'validation' split for the test set \(splits: train, extra\)"
-    ):
+    with pytest.raises(DataError, match=r"no 'test' or 'validation' split for the test set \(splits: train, extra\)"):
         export_hf_dataset(str(src), tmp_path / "data")
     with pytest.raises(DataError, match=r"has no split 'dev'; its splits are: train, extra"):
         export_hf_dataset(str(src), tmp_path / "data", test_split="dev")
@@ -384,9 +374,7 @@ def test_offline_cache_with_several_configs(tmp_path, monkeypatch):
         datasets.load_dataset(str(src), config)
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
-    with pytest.raises(
-        DataError, match=r"several configs of multi_cfg \((small, large|large, small)\); pick one"
-    ):
+    with pytest.raises(DataError, match=r"several configs of multi_cfg \((small, large|large, small)\); pick one"):
         export_hf_dataset("multi_cfg", tmp_path / "data")
     assert export_hf_dataset("multi_cfg:small", tmp_path / "data").source == "local cache (offline)"
 

@@ -17,7 +17,16 @@ from comp.models.hf import hub
 from tests.tiny_models import CLASSES, fold_context, make_backbone, synthetic
 
 TASK = TaskInfo("multilabel", CLASSES)
-PROXY_VARS = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY")
+PROXY_VARS = (
+    "https_proxy",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "HTTP_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +35,20 @@ def bert_dir(tmp_path_factory):
 
 
 def _config(backbone, **kw):
-    return build(T.Config, {"model": "transformer", "backbone": str(backbone), "lr": 3e-3, "batch_size": 8,
-                            "epochs": 1, "patience": 0, "max_length": 32, **kw}, "m.yaml")
+    return build(
+        T.Config,
+        {
+            "model": "transformer",
+            "backbone": str(backbone),
+            "lr": 3e-3,
+            "batch_size": 8,
+            "epochs": 1,
+            "patience": 0,
+            "max_length": 32,
+            **kw,
+        },
+        "m.yaml",
+    )
 
 
 # ---- the one probe of the hub ---------------------------------------------------------------------
@@ -175,7 +196,9 @@ def test_trackers_are_checked_when_training_starts_not_when_a_run_is_read(bert_d
     with pytest.raises(ConfigError, match=r"report_to 'wandb' needs the wandb package: pip install wandb"):
         T.preflight(config, TASK)
     ws = make_workspace(tmp_path, "multiclass", train_rows=40, test_rows=10)
-    (ws.configs_dir / "tiny.yaml").write_text(f"model: transformer\nbackbone: {bert_dir}\nepochs: 1\nsave_models: true\n")
+    (ws.configs_dir / "tiny.yaml").write_text(
+        f"model: transformer\nbackbone: {bert_dir}\nepochs: 1\nsave_models: true\n"
+    )
     train(ws, ws.configs_dir / "tiny.yaml", n_folds=2)
     record_path = ws.run("tiny").run_yaml
     record = yaml.safe_load(record_path.read_text())
@@ -185,42 +208,57 @@ def test_trackers_are_checked_when_training_starts_not_when_a_run_is_read(bert_d
     np.testing.assert_allclose(frame[load_run(ws, "tiny").classes].to_numpy(), load_run(ws, "tiny").test, atol=1e-6)
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("lr", -1e-5, "lr must be positive, got -1e-05"),
-    ("epochs", 0, "epochs must be positive"),
-    ("batch_size", -8, "batch_size must be positive"),
-    ("eval_batch_size", 0, "eval_batch_size must be positive"),
-    ("grad_accumulation", 0, "grad_accumulation must be positive"),
-    ("max_length_cap", 0, "max_length_cap must be positive"),
-    ("weight_decay", -0.1, "weight_decay must not be negative"),
-    ("max_grad_norm", -1.0, "max_grad_norm must not be negative"),
-    ("patience", -1, "patience must not be negative"),
-    ("tail_tokens", -4, "tail_tokens must not be negative"),
-    ("reinit_layers", -1, "reinit_layers must not be negative"),
-    ("warmup_ratio", 1.5, r"warmup_ratio must be in \[0, 1\)"),
-    ("layer_lr_decay", 0.0, r"layer_lr_decay must be in \(0, 1\]"),
-    ("eval_every", 0, "eval_every must be a positive number of steps or null"),
-    ("zero_stage", 4, "zero_stage must be 1, 2 or 3"),
-    ("multi_sample_dropout", 0, "multi_sample_dropout must be at least 1"),
-    ("head_dropout", 1.0, r"head_dropout must be in \[0, 1\)"),
-    ("pooling", "max", "pooling: 'max' is not one of auto, cls, mean, last, concat4, attention"),
-    ("distributed", "horovod", "distributed: 'horovod' is not one of auto, ddp, fsdp, deepspeed"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("lr", -1e-5, "lr must be positive, got -1e-05"),
+        ("epochs", 0, "epochs must be positive"),
+        ("batch_size", -8, "batch_size must be positive"),
+        ("eval_batch_size", 0, "eval_batch_size must be positive"),
+        ("grad_accumulation", 0, "grad_accumulation must be positive"),
+        ("max_length_cap", 0, "max_length_cap must be positive"),
+        ("weight_decay", -0.1, "weight_decay must not be negative"),
+        ("max_grad_norm", -1.0, "max_grad_norm must not be negative"),
+        ("patience", -1, "patience must not be negative"),
+        ("tail_tokens", -4, "tail_tokens must not be negative"),
+        ("reinit_layers", -1, "reinit_layers must not be negative"),
+        ("warmup_ratio", 1.5, r"warmup_ratio must be in \[0, 1\)"),
+        ("layer_lr_decay", 0.0, r"layer_lr_decay must be in \(0, 1\]"),
+        ("eval_every", 0, "eval_every must be a positive number of steps or null"),
+        ("zero_stage", 4, "zero_stage must be 1, 2 or 3"),
+        ("multi_sample_dropout", 0, "multi_sample_dropout must be at least 1"),
+        ("head_dropout", 1.0, r"head_dropout must be in \[0, 1\)"),
+        ("pooling", "max", "pooling: 'max' is not one of auto, cls, mean, last, concat4, attention"),
+        ("distributed", "horovod", "distributed: 'horovod' is not one of auto, ddp, fsdp, deepspeed"),
+    ],
+)
 def test_every_value_a_library_would_reject_is_a_config_error(key, value, message):
     with pytest.raises(ConfigError, match=f"m.yaml: {message}"):
-        build(T.Config, {"model": "transformer", "backbone": "b", key: value, **({"pooling": "mean"} if key == "head_dropout" else {})}, "m.yaml")
+        build(
+            T.Config,
+            {
+                "model": "transformer",
+                "backbone": "b",
+                key: value,
+                **({"pooling": "mean"} if key == "head_dropout" else {}),
+            },
+            "m.yaml",
+        )
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"awp": {"eps": -1}}, "awp lr and eps must be positive"),
-    ({"fgm": {"epsilon": 0}}, "fgm epsilon must be positive"),
-    ({"ema": {"decay": 1.0}}, r"ema decay must be in \(0, 1\)"),
-    ({"freeze": {"layers": -2}}, "freeze layers must be >= 0"),
-    ({"freeze": {"layer": 2}}, r"unknown key\(s\) layer; valid keys are: embeddings, layers"),
-    ({"peft": {"method": "lora"}, "reinit_layers": 1}, "reinit_layers changes the backbone's own weights"),
-    ({"distributed": "fsdp", "ema": {}}, "ema, swa, awp and fgm need whole weights on each process"),
-    ({"distributed": "fsdp", "peft": {"method": "lora"}, "quantization": "8bit"}, "FSDP shards 4-bit bases only"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"awp": {"eps": -1}}, "awp lr and eps must be positive"),
+        ({"fgm": {"epsilon": 0}}, "fgm epsilon must be positive"),
+        ({"ema": {"decay": 1.0}}, r"ema decay must be in \(0, 1\)"),
+        ({"freeze": {"layers": -2}}, "freeze layers must be >= 0"),
+        ({"freeze": {"layer": 2}}, r"unknown key\(s\) layer; valid keys are: embeddings, layers"),
+        ({"peft": {"method": "lora"}, "reinit_layers": 1}, "reinit_layers changes the backbone's own weights"),
+        ({"distributed": "fsdp", "ema": {}}, "ema, swa, awp and fgm need whole weights on each process"),
+        ({"distributed": "fsdp", "peft": {"method": "lora"}, "quantization": "8bit"}, "FSDP shards 4-bit bases only"),
+    ],
+)
 def test_trick_settings_are_checked_when_the_config_is_built(raw, message):
     with pytest.raises(ConfigError, match=message):
         build(T.Config, {"model": "transformer", "backbone": "b", **raw}, "m.yaml")

@@ -84,8 +84,11 @@ def test_each_peft_family_trains_only_its_adapter_and_round_trips(method, bert_d
 
 def test_bottleneck_starts_as_the_identity_and_houlsby_adds_attention_adapters(bert_dir, tmp_path):
     pfeiffer = T.Model(_config(bert_dir, {"method": "bottleneck"}), TASK, fold_context(tmp_path)).build(32)
-    houlsby = T.Model(_config(bert_dir, {"method": "bottleneck", "variant": "houlsby", "reduction_factor": 8}), TASK,
-                      fold_context(tmp_path)).build(32)
+    houlsby = T.Model(
+        _config(bert_dir, {"method": "bottleneck", "variant": "houlsby", "reduction_factor": 8}),
+        TASK,
+        fold_context(tmp_path),
+    ).build(32)
 
     def adapted(model):
         return sorted({n.split(".bottleneck_")[0] for n, _ in model.model_.named_parameters() if ".bottleneck_" in n})
@@ -100,12 +103,20 @@ def test_bottleneck_starts_as_the_identity_and_houlsby_adds_attention_adapters(b
     np.testing.assert_allclose(pfeiffer.predict_proba(texts), base, atol=1e-7)  # zero up-projection
 
 
-@pytest.mark.parametrize("extra", [
-    {"peft": {"method": "bottleneck"}},
-    {"peft": {"method": "loha", "r": 4}},
-    {"peft": {"method": "lora", "r": 4}, "pooling": "mean"},  # a pooled head saved with the adapter
-    {"pooling": "attention", "multi_sample_dropout": 4, "ema": {"decay": 0.9}},  # full model + comp_head.safetensors
-], ids=["bottleneck", "loha", "lora-pooled", "full-pooled-ema"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"peft": {"method": "bottleneck"}},
+        {"peft": {"method": "loha", "r": 4}},
+        {"peft": {"method": "lora", "r": 4}, "pooling": "mean"},  # a pooled head saved with the adapter
+        {
+            "pooling": "attention",
+            "multi_sample_dropout": 4,
+            "ema": {"decay": 0.9},
+        },  # full model + comp_head.safetensors
+    ],
+    ids=["bottleneck", "loha", "lora-pooled", "full-pooled-ema"],
+)
 def test_comp_predict_reloads_what_a_run_saved(extra, bert_dir, tmp_path):
     from comp.predict import predict_run
     from comp.runs import load_run
@@ -113,9 +124,19 @@ def test_comp_predict_reloads_what_a_run_saved(extra, bert_dir, tmp_path):
     from tests.helpers import make_workspace
 
     ws = make_workspace(tmp_path, "multiclass", train_rows=60, test_rows=20)
-    (ws.configs_dir / "tiny.yaml").write_text(json.dumps({
-        "model": "transformer", "backbone": str(bert_dir), "epochs": 1, "batch_size": 16, "lr": 3e-3,
-        "save_models": True, **extra}))
+    (ws.configs_dir / "tiny.yaml").write_text(
+        json.dumps(
+            {
+                "model": "transformer",
+                "backbone": str(bert_dir),
+                "epochs": 1,
+                "batch_size": 16,
+                "lr": 3e-3,
+                "save_models": True,
+                **extra,
+            }
+        )
+    )
     train(ws, ws.configs_dir / "tiny.yaml", n_folds=2)
     run = load_run(ws, "tiny")
     saved = ws.run("tiny").fold_adapter_dir(0) if "peft" in extra else ws.run("tiny").fold_model_dir(0)
@@ -126,15 +147,21 @@ def test_comp_predict_reloads_what_a_run_saved(extra, bert_dir, tmp_path):
 
 # ---- validation against peft's own config classes ------------------------------------------------
 def test_peft_keys_are_checked_against_the_methods_config_class(bert_dir):
-    with pytest.raises(ConfigError, match=r"peft: unknown key\(s\) rank for peft method lora; valid keys are: .*\balpha\b.*\br\b"):
+    with pytest.raises(
+        ConfigError, match=r"peft: unknown key\(s\) rank for peft method lora; valid keys are: .*\balpha\b.*\br\b"
+    ):
         T.preflight(_config(bert_dir, {"method": "lora", "rank": 8}), TASK)
-    with pytest.raises(ConfigError, match=r"peft: method 'lorax' is not a peft method this peft has; methods: .*bottleneck.*lora"):
+    with pytest.raises(
+        ConfigError, match=r"peft: method 'lorax' is not a peft method this peft has; methods: .*bottleneck.*lora"
+    ):
         T.preflight(_config(bert_dir, {"method": "lorax"}), TASK)
     with pytest.raises(ConfigError, match=r"peft: r must be positive for peft method lora, got 0"):
         T.preflight(_config(bert_dir, {"method": "lora", "r": 0}), TASK)
     with pytest.raises(ConfigError, match=r"peft: peft lora rejects these settings: .*"):
         T.preflight(_config(bert_dir, {"method": "lora", "layers_pattern": "layer"}), TASK)
-    with pytest.raises(ConfigError, match=r"peft: peft bottleneck rejects these settings: non_linearity must be one of"):
+    with pytest.raises(
+        ConfigError, match=r"peft: peft bottleneck rejects these settings: non_linearity must be one of"
+    ):
         T.preflight(_config(bert_dir, {"method": "bottleneck", "non_linearity": "cube"}), TASK)
     assert "reduction_factor" in peft_methods.valid_keys("bottleneck")
     assert {"lora", "loha", "ia3", "oft", "prompt_tuning", "bottleneck"} <= set(peft_methods.available_methods())
@@ -145,5 +172,9 @@ def test_methods_that_cannot_work_here_fail_before_training(bert_dir, tmp_path):
         T.preflight(_config(bert_dir, {"method": "prefix_tuning", "num_virtual_tokens": 4}), TASK)
     with pytest.raises(ConfigError, match="peft prompt_tuning prepends virtual tokens .* set pooling: auto"):
         T.preflight(_config(bert_dir, {"method": "prompt_tuning", "num_virtual_tokens": 4}, pooling="mean"), TASK)
-    with pytest.raises(ConfigError, match="peft loha cannot be applied to this backbone: .*linear layers are named: .*query"):
-        T.Model(_config(bert_dir, {"method": "loha", "target_modules": ["q_proj"]}), TASK, fold_context(tmp_path)).build(32)
+    with pytest.raises(
+        ConfigError, match="peft loha cannot be applied to this backbone: .*linear layers are named: .*query"
+    ):
+        T.Model(
+            _config(bert_dir, {"method": "loha", "target_modules": ["q_proj"]}), TASK, fold_context(tmp_path)
+        ).build(32)

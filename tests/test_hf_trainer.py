@@ -35,12 +35,15 @@ def test_soft_targets_and_row_weights_generalise_the_hard_loss():
     soft = torch.softmax(torch.randn(6, 3), -1)
     expected = -(soft * F.log_softmax(logits, -1)).sum(-1).mean()
     assert torch.allclose(losses.loss_value(logits, soft, "multiclass"), expected)
-    assert torch.allclose(losses.loss_value(logits, soft, "multilabel"),
-                          F.binary_cross_entropy_with_logits(logits, soft))
+    assert torch.allclose(
+        losses.loss_value(logits, soft, "multilabel"), F.binary_cross_entropy_with_logits(logits, soft)
+    )
     # a row of weight 0 does not count; weight 2 counts twice
     zero_last = torch.tensor([1.0, 1, 1, 1, 1, 0])
-    assert torch.allclose(losses.loss_value(logits, hard, "multiclass", sample_weight=zero_last),
-                          losses.loss_value(logits[:5], hard[:5], "multiclass"))
+    assert torch.allclose(
+        losses.loss_value(logits, hard, "multiclass", sample_weight=zero_last),
+        losses.loss_value(logits[:5], hard[:5], "multiclass"),
+    )
     double_first = torch.tensor([2.0, 1, 1, 1, 1, 1])
     repeated = losses.loss_value(torch.cat([logits[:1], logits]), torch.cat([hard[:1], hard]), "multiclass")
     assert torch.allclose(losses.loss_value(logits, hard, "multiclass", sample_weight=double_first), repeated)
@@ -65,8 +68,17 @@ def test_the_trainer_passes_row_weights_from_the_batch_to_the_loss():
 # ---- TrainingArguments from a config -------------------------------------------------------------
 def _args(config, has_valid=True):
     return arguments.training_arguments(
-        config, strategies.choose(config), output_dir=Path("/nonexistent/ckpt"), log_dir=Path("/nonexistent/tb"),
-        has_valid=has_valid, n_rows=100, precision="fp32", device=torch.device("cpu"), seed=3, greater_is_better=True)
+        config,
+        strategies.choose(config),
+        output_dir=Path("/nonexistent/ckpt"),
+        log_dir=Path("/nonexistent/tb"),
+        has_valid=has_valid,
+        n_rows=100,
+        precision="fp32",
+        device=torch.device("cpu"),
+        seed=3,
+        greater_is_better=True,
+    )
 
 
 def test_best_model_and_checkpoints_are_the_trainers():
@@ -82,8 +94,10 @@ def test_best_model_and_checkpoints_are_the_trainers():
 
 def test_distributed_modes_map_onto_the_trainers_settings():
     assert arguments.distributed_kwargs(_config(), strategies.FullFineTune()) == {"ddp_find_unused_parameters": False}
-    fsdp = arguments.distributed_kwargs(_config(distributed="fsdp", peft={"method": "lora"}, quantization="4bit"),
-                                        strategies.Adapter({"method": "lora"}, "4bit", sharded=True))
+    fsdp = arguments.distributed_kwargs(
+        _config(distributed="fsdp", peft={"method": "lora"}, quantization="4bit"),
+        strategies.Adapter({"method": "lora"}, "4bit", sharded=True),
+    )
     assert fsdp["fsdp"] == "full_shard auto_wrap"
     assert fsdp["fsdp_config"]["cpu_ram_efficient_loading"] and fsdp["fsdp_config"]["use_orig_params"] is False
     deepspeed = arguments.distributed_kwargs(_config(distributed="deepspeed", zero_stage=3), strategies.FullFineTune())
@@ -117,9 +131,13 @@ def test_early_stopping_waits_for_min_epochs():
 
 
 def test_history_comes_from_the_trainers_log():
-    log = [{"loss": 1.0, "step": 5, "epoch": 0.5}, {"eval_score": 0.3, "step": 10, "epoch": 1.0},
-           {"loss": 0.8, "step": 15, "epoch": 1.5}, {"eval_score": 0.2, "step": 20, "epoch": 2.0},
-           {"eval_score": 0.4, "step": 30, "epoch": 3.0}]
+    log = [
+        {"loss": 1.0, "step": 5, "epoch": 0.5},
+        {"eval_score": 0.3, "step": 10, "epoch": 1.0},
+        {"loss": 0.8, "step": 15, "epoch": 1.5},
+        {"eval_score": 0.2, "step": 20, "epoch": 2.0},
+        {"eval_score": 0.4, "step": 30, "epoch": 3.0},
+    ]
     assert callbacks.history(log, greater_is_better=True) == [
         {"epoch": 1.0, "step": 10, "score": 0.3, "loss": 1.0, "best": True},
         {"epoch": 2.0, "step": 20, "score": 0.2, "loss": 0.8, "best": False},
@@ -153,10 +171,18 @@ def test_rows_can_carry_soft_targets_and_row_weights_through_the_collator():
 
     from tests.tiny_models import bert_tokenizer
 
-    rows = [{"input_ids": np.array([2, 5, 6, 3]), "labels": np.array([0.7, 0.3], dtype=np.float32),
-             "sample_weight": np.float32(0.5)},
-            {"input_ids": np.array([2, 7, 3]), "labels": np.array([0.0, 1.0], dtype=np.float32),
-             "sample_weight": np.float32(1.0)}]
+    rows = [
+        {
+            "input_ids": np.array([2, 5, 6, 3]),
+            "labels": np.array([0.7, 0.3], dtype=np.float32),
+            "sample_weight": np.float32(0.5),
+        },
+        {
+            "input_ids": np.array([2, 7, 3]),
+            "labels": np.array([0.0, 1.0], dtype=np.float32),
+            "sample_weight": np.float32(1.0),
+        },
+    ]
     batch = DataCollatorWithPadding(bert_tokenizer())(rows)
     assert batch["labels"].dtype == torch.float32 and tuple(batch["labels"].shape) == (2, 2)
     assert batch["sample_weight"].tolist() == [0.5, 1.0] and tuple(batch["input_ids"].shape) == (2, 4)

@@ -163,7 +163,9 @@ def test_ema_weights_are_the_model_that_predicts_and_is_saved(bert_dir, tmp_path
     ema = model.tricks_[0]
     assert ema.count == 16  # one update per optimizer step
     final = _trainable(model)
-    assert ema.average and all(torch.equal(final[n], ema.average[n]) for n in ema.average)  # the average, not the raw weights
+    assert ema.average and all(
+        torch.equal(final[n], ema.average[n]) for n in ema.average
+    )  # the average, not the raw weights
     raw = _trainable(plain)  # same seed and batches: the raw trajectory without averaging
     assert max(float((final[n] - raw[n]).abs().max()) for n in raw) > 1e-4
     model.save(tmp_path / "saved")
@@ -185,7 +187,9 @@ def test_ema_evaluations_and_the_best_checkpoint_use_the_average(bert_dir, tmp_p
 def test_ema_resumes_both_the_average_and_the_raw_weights(bert_dir, tmp_path, data):
     texts, Y = data
     config = _config(bert_dir, epochs=3, checkpoint_every=4, eval_every=4, batch_size=16, ema={"decay": 0.8})
-    reference = T.Model(config, TASK, fold_context(tmp_path / "ref")).fit(texts[:60], Y[:60], valid=(texts[60:], Y[60:]))
+    reference = T.Model(config, TASK, fold_context(tmp_path / "ref")).fit(
+        texts[:60], Y[:60], valid=(texts[60:], Y[60:])
+    )
     with crash_at_training_step(7), pytest.raises(KeyboardInterrupt):
         T.Model(config, TASK, fold_context(tmp_path)).fit(texts[:60], Y[:60], valid=(texts[60:], Y[60:]))
     assert (tmp_path / "fold-0" / "checkpoint" / "checkpoint-4" / "comp_raw_weights.safetensors").is_file()
@@ -259,8 +263,9 @@ def test_pooled_heads_ignore_padding(bert_dir, tmp_path, pooling):
 
 def test_multi_sample_dropout_averages_k_masks_while_training_only(bert_dir, tmp_path):
     one = T.Model(_config(bert_dir, pooling="mean", head_dropout=0.5), TASK, fold_context(tmp_path)).build(32)
-    many = T.Model(_config(bert_dir, pooling="mean", head_dropout=0.5, multi_sample_dropout=16), TASK,
-                   fold_context(tmp_path)).build(32)
+    many = T.Model(
+        _config(bert_dir, pooling="mean", head_dropout=0.5, multi_sample_dropout=16), TASK, fold_context(tmp_path)
+    ).build(32)
     ids = torch.randint(5, 100, (64, 6))
     many.model_.head.load_state_dict(one.model_.head.state_dict())
     with torch.no_grad():
@@ -314,7 +319,9 @@ def test_head_tail_truncation_lets_a_fold_see_cues_at_the_end(bert_dir, tmp_path
     long_texts = [" ".join(["the"] * 30 + [w for w in t.split() if w not in FILLER]) for t in texts]
     scores = {}
     for tail in (0, 6):
-        model = T.Model(_config(bert_dir, epochs=4, max_length=16, tail_tokens=tail), TASK, fold_context(tmp_path / str(tail)))
+        model = T.Model(
+            _config(bert_dir, epochs=4, max_length=16, tail_tokens=tail), TASK, fold_context(tmp_path / str(tail))
+        )
         model.fit(long_texts[:120], Y[:120])
         scores[tail] = validation_score(model.predict_proba(long_texts[120:]), Y[120:], TASK)[0]
     assert scores[6] > scores[0] + 0.1

@@ -148,8 +148,10 @@ def test_comp_has_no_import_cycle():
 
 
 def test_no_module_over_the_size_limit():
-    sizes = {path.relative_to(COMP.parent).as_posix(): len(path.read_text(encoding="utf-8").splitlines())
-             for path in sorted(COMP.rglob("*.py"))}
+    sizes = {
+        path.relative_to(COMP.parent).as_posix(): len(path.read_text(encoding="utf-8").splitlines())
+        for path in sorted(COMP.rglob("*.py"))
+    }
     over = {name: n for name, n in sizes.items() if n > MAX_LINES}
     assert not over, f"modules over {MAX_LINES} lines: " + ", ".join(f"{name} ({n})" for name, n in over.items())
 
@@ -171,13 +173,24 @@ def _package(tmp_path: Path, files: dict[str, str]) -> Path:
         # module level, both ways
         ({"a.py": "import pkg.b\n", "b.py": "from pkg import a\n"}, ["pkg.a", "pkg.b", "pkg.a"]),
         # an import inside a function, and a relative one from a subpackage
-        ({"a.py": "def f():\n    from pkg.sub import c\n", "sub/__init__.py": "", "sub/c.py": "from .. import a\n"},
-         ["pkg.a", "pkg.sub.c", "pkg.a"]),
+        (
+            {"a.py": "def f():\n    from pkg.sub import c\n", "sub/__init__.py": "", "sub/c.py": "from .. import a\n"},
+            ["pkg.a", "pkg.sub.c", "pkg.a"],
+        ),
         # a name imported from a module (not a submodule) ties to that module
-        ({"a.py": "from .b import helper\n", "b.py": "def g():\n    from .a import thing\n"}, ["pkg.a", "pkg.b", "pkg.a"]),
+        (
+            {"a.py": "from .b import helper\n", "b.py": "def g():\n    from .a import thing\n"},
+            ["pkg.a", "pkg.b", "pkg.a"],
+        ),
         # importlib.import_module with a literal, and a registry of dotted names
-        ({"a.py": "import importlib\nimportlib.import_module('pkg.b')\n", "b.py": "REG = {'x': 'pkg.c'}\n",
-          "c.py": "from pkg.a import z\n"}, ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]),
+        (
+            {
+                "a.py": "import importlib\nimportlib.import_module('pkg.b')\n",
+                "b.py": "REG = {'x': 'pkg.c'}\n",
+                "c.py": "from pkg.a import z\n",
+            },
+            ["pkg.a", "pkg.b", "pkg.c", "pkg.a"],
+        ),
     ],
     ids=["module-level", "function-level-relative", "from-module-import-name", "import-module-and-registry"],
 )
@@ -188,7 +201,9 @@ def test_the_walker_finds_each_kind_of_cycle(tmp_path, files, expected):
 def test_the_walker_leaves_out_type_checking_imports_and_parent_packages(tmp_path):
     files = {
         "__init__.py": "from pkg.a import x\n",  # a package re-exporting its submodule
-        "a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.b import y\nelse:\n    import json\n",
+        "a.py": (
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.b import y\nelse:\n    import json\n"
+        ),
         "b.py": "from pkg.a import x\n",
     }
     graph = import_graph(_package(tmp_path, files))

@@ -225,7 +225,9 @@ def test_rate_limited_429(server):
     server.rate_limited = False
     server.fail_next("GetSubmissionLimits", 429)
     _raises(r"rate limit reached \(429\)", kc.submission_limits, SLUG)
-    assert kc.submission_limits(SLUG) == kc.SubmissionLimits(num_today=0, num_total=0, num_allowed_now=5)  # only the next call failed
+    assert kc.submission_limits(SLUG) == kc.SubmissionLimits(
+        num_today=0, num_total=0, num_allowed_now=5
+    )  # only the next call failed
 
 
 def test_other_server_error(server):

@@ -10,15 +10,36 @@ from comp.ledger import SCHEMA_VERSION, Ledger, LedgerEntry, correlation, refres
 
 
 def _entry(run="tfidf", sha="abc", ref=None, status="dry-run", tuned=0.6, honest=0.55, public=None, time=None):
-    return LedgerEntry(id=None, time=time or "2024-03-01T12:00:00+00:00", run=run, file=f"submissions/x-{run}.csv",
-                       sha256=sha, message=f"{run}: CV", metric="f1_macro", cv_tuned=tuned, cv_honest=honest, ref=ref,
-                       status=status, public_score=public, private_score=None, note=None)
+    return LedgerEntry(
+        id=None,
+        time=time or "2024-03-01T12:00:00+00:00",
+        run=run,
+        file=f"submissions/x-{run}.csv",
+        sha256=sha,
+        message=f"{run}: CV",
+        metric="f1_macro",
+        cv_tuned=tuned,
+        cv_honest=honest,
+        ref=ref,
+        status=status,
+        public_score=public,
+        private_score=None,
+        note=None,
+    )
 
 
 def _kaggle(ref, status="complete", public=None, private=None, error=None):
-    return KaggleSubmission(ref=ref, date="2024-03-01T12:00:00+00:00", description="", file_name="x.csv",
-                            status=status, public_score=public, private_score=private, error_description=error,
-                            team_name="alice")
+    return KaggleSubmission(
+        ref=ref,
+        date="2024-03-01T12:00:00+00:00",
+        description="",
+        file_name="x.csv",
+        status=status,
+        public_score=public,
+        private_score=private,
+        error_description=error,
+        team_name="alice",
+    )
 
 
 @pytest.fixture
@@ -55,8 +76,11 @@ def test_update_many_is_all_or_nothing(path):
 def test_garbage_file_is_reported_not_overwritten(path):
     path.parent.mkdir(parents=True)
     path.write_bytes(b"this is not a database\n" * 200)
-    with pytest.raises(CompError, match=r"ledger.db is not a readable ledger \(file is not a database\); restore it "
-                                        r"from a backup, or move it aside"):
+    with pytest.raises(
+        CompError,
+        match=r"ledger.db is not a readable ledger \(file is not a database\); restore it "
+        r"from a backup, or move it aside",
+    ):
         Ledger(path)
     assert path.read_bytes().startswith(b"this is not a database")
 
@@ -64,8 +88,10 @@ def test_garbage_file_is_reported_not_overwritten(path):
 def test_damaged_pages_are_detected(path):
     Ledger(path).close()
     con = sqlite3.connect(path)  # one transaction: 300 commits would take seconds of fsync
-    con.executemany("INSERT INTO submissions (time, run, file, sha256, message, status) VALUES (?, ?, ?, ?, ?, ?)",
-                    [("2024", f"run{i}", "f.csv", f"h{i}" * 20, "m", "dry-run") for i in range(300)])
+    con.executemany(
+        "INSERT INTO submissions (time, run, file, sha256, message, status) VALUES (?, ?, ?, ?, ?, ?)",
+        [("2024", f"run{i}", "f.csv", f"h{i}" * 20, "m", "dry-run") for i in range(300)],
+    )
     con.commit()
     con.close()
     data = bytearray(path.read_bytes())
@@ -112,12 +138,19 @@ def test_refresh_updates_pending_and_complete_rows_only(path):
         complete = ledger.add(_entry(run="b", ref=2, status="complete", public=0.5))
         errored = ledger.add(_entry(run="c", ref=3, status="error"))
         dry = ledger.add(_entry(run="d"))
-        kaggle = [_kaggle(1, public=0.61, private=0.6), _kaggle(2, public=0.52), _kaggle(3, public=0.9),
-                  _kaggle(4, status="error", error="bad file")]
+        kaggle = [
+            _kaggle(1, public=0.61, private=0.6),
+            _kaggle(2, public=0.52),
+            _kaggle(3, public=0.9),
+            _kaggle(4, status="error", error="bad file"),
+        ]
         updated, unknown = refresh(ledger, kaggle)
         assert updated == 2 and [s.ref for s in unknown] == [4]
-        assert (ledger.get(pending.id).status, ledger.get(pending.id).public_score,
-                ledger.get(pending.id).private_score) == ("complete", 0.61, 0.6)
+        assert (
+            ledger.get(pending.id).status,
+            ledger.get(pending.id).public_score,
+            ledger.get(pending.id).private_score,
+        ) == ("complete", 0.61, 0.6)
         assert ledger.get(complete.id).public_score == 0.52
         assert ledger.get(errored.id).public_score is None  # an error is final
         assert ledger.get(dry.id).status == "dry-run"

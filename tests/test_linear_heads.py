@@ -37,8 +37,9 @@ def test_one_vs_rest_soft_targets_become_weighted_copies():
     assert problem.rows.tolist() == [0, 1, 0, 2] and problem.y.tolist() == [1, 1, 0, 0]
     np.testing.assert_allclose(problem.weight, [0.25, 2.0, 0.75, 4.0], rtol=0, atol=1e-15)
     assert models == [None, 0.0]
-    assert warnings == ["class '1' carries weight on one side only in the training rows; predicting its "
-                        "constant prevalence 0.000"]
+    assert warnings == [
+        "class '1' carries weight on one side only in the training rows; predicting its constant prevalence 0.000"
+    ]
 
 
 @pytest.mark.parametrize("family", ["linear", "nbsvm"])

@@ -27,8 +27,16 @@ REPO = Path(__file__).resolve().parents[1]
 MULTICLASS = TaskInfo("multiclass", CLASSES)
 MULTILABEL = TaskInfo("multilabel", CLASSES)
 USER = "Emotion of: {text}"
-GENERATIVE_FAST = {"epochs": 10, "lr": 3e-3, "batch_size": 16, "grad_accumulation": 1, "max_length": 64,
-                   "warmup_ratio": 0.0, "scheduler": "constant", "prompt": USER}
+GENERATIVE_FAST = {
+    "epochs": 10,
+    "lr": 3e-3,
+    "batch_size": 16,
+    "grad_accumulation": 1,
+    "max_length": 64,
+    "warmup_ratio": 0.0,
+    "scheduler": "constant",
+    "prompt": USER,
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -68,8 +76,9 @@ def instructed_dir(tmp_path_factory):
         order = rng.permutation(len(examples))
         for start in range(0, len(order), 16):
             batch = collate([examples[i] for i in order[start : start + 16]])
-            loss = weighted_lm_loss(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
-                                    batch["labels"])
+            loss = weighted_lm_loss(
+                model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"]
+            )
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
@@ -140,7 +149,9 @@ def test_a_prompt_run_beats_the_class_prior_and_blends_like_every_family(instruc
     train(ws, ws.configs_dir / "tfidf.yaml", n_folds=2)
     blend = make_ensemble(ws, ["zeroshot", "tfidf"], "blend")
     assert blend.weights == {"zeroshot": 0.5, "tfidf": 0.5}  # a full OOF blends like any run's: the plain mean
-    np.testing.assert_allclose(load_run(ws, "blend").oof, (load_run(ws, "zeroshot").oof + load_run(ws, "tfidf").oof) / 2, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        load_run(ws, "blend").oof, (load_run(ws, "zeroshot").oof + load_run(ws, "tfidf").oof) / 2, rtol=0, atol=1e-12
+    )
 
 
 def test_few_shot_examples_never_come_from_the_held_out_fold_and_predict_round_trips(instructed_dir, tmp_path):
@@ -148,8 +159,9 @@ def test_few_shot_examples_never_come_from_the_held_out_fold_and_predict_round_t
     from comp.predict import predict_run
 
     ws = _workspace(tmp_path)
-    config = _config_file(ws, "fewshot", f"model: prompt\nbackbone: {instructed_dir}\nprompt: '{USER}'\n"
-                                         "few_shot: 4\nsave_models: true\n")
+    config = _config_file(
+        ws, "fewshot", f"model: prompt\nbackbone: {instructed_dir}\nprompt: '{USER}'\nfew_shot: 4\nsave_models: true\n"
+    )
     train(ws, config, n_folds=3)
     paths = ws.run("fewshot")
     from comp.data import load_competition
@@ -192,7 +204,9 @@ def test_multilabel_yes_no_probabilities_are_per_label(llama_dir, tmp_path):
 
 def test_a_partial_oof_is_scored_on_its_rows_and_refused_for_blending(instructed_dir, tmp_path, monkeypatch, capsys):
     ws = _workspace(tmp_path)
-    config = _config_file(ws, "quick", f"model: prompt\nbackbone: {instructed_dir}\nprompt: '{USER}'\nscore_rows: 0.25\n")
+    config = _config_file(
+        ws, "quick", f"model: prompt\nbackbone: {instructed_dir}\nprompt: '{USER}'\nscore_rows: 0.25\n"
+    )
     result = train(ws, config, n_folds=2)
     paths = ws.run("quick")
     oof = pd.read_parquet(paths.oof)
@@ -224,12 +238,30 @@ def _kill_9_at(ws, config: Path, kill_at: str, tmp_path: Path, chunk_rows: int |
     import time
 
     mark = tmp_path / "at-kill-point"
-    env = {**os.environ, "COMP_KILL_AT": kill_at, "COMP_KILL_MARK": str(mark), "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           **({"COMP_CHUNK_ROWS": str(chunk_rows)} if chunk_rows else {})}
-    victim = subprocess.Popen([sys.executable, str(REPO / "tests" / "kill_point.py"), "--workspace", str(ws.root),
-                               "train", str(config), "--folds", "2"], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "COMP_KILL_AT": kill_at,
+        "COMP_KILL_MARK": str(mark),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        **({"COMP_CHUNK_ROWS": str(chunk_rows)} if chunk_rows else {}),
+    }
+    victim = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "tests" / "kill_point.py"),
+            "--workspace",
+            str(ws.root),
+            "train",
+            str(config),
+            "--folds",
+            "2",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 600
     while not mark.exists():
         assert victim.poll() is None, victim.stderr.read()[-3000:]
@@ -239,8 +271,7 @@ def _kill_9_at(ws, config: Path, kill_at: str, tmp_path: Path, chunk_rows: int |
     assert victim.wait(timeout=60) == -signal.SIGKILL
 
 
-def test_a_prompt_fold_killed_9_mid_scoring_resumes_at_its_first_unscored_chunk(instructed_dir, tmp_path,
-                                                                                 monkeypatch):
+def test_a_prompt_fold_killed_9_mid_scoring_resumes_at_its_first_unscored_chunk(instructed_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(labelling, "CHUNK_ROWS", 5)
     reference_ws = _workspace(tmp_path / "reference")
     text = f"model: prompt\nbackbone: {instructed_dir}\nprompt: '{USER}'\nfew_shot: 2\n"
@@ -295,20 +326,31 @@ def test_the_trimmed_logits_give_the_full_loss(llama_dir):
     trimmed = G.AnswerCollator(pad_id(tok))(examples)
     assert trimmed["labels"].shape[1] < full["labels"].shape[1]
     with torch.no_grad():
-        want = weighted_lm_loss(model(input_ids=full["input_ids"], attention_mask=full["attention_mask"]).logits,
-                                full["labels"], full["weight"])
-        got = G.lm_loss(model(input_ids=trimmed["input_ids"], attention_mask=trimmed["attention_mask"],
-                              logits_to_keep=trimmed["logits_to_keep"]).logits, trimmed["labels"],
-                        trimmed["sample_weight"])
+        want = weighted_lm_loss(
+            model(input_ids=full["input_ids"], attention_mask=full["attention_mask"]).logits,
+            full["labels"],
+            full["weight"],
+        )
+        got = G.lm_loss(
+            model(
+                input_ids=trimmed["input_ids"],
+                attention_mask=trimmed["attention_mask"],
+                logits_to_keep=trimmed["logits_to_keep"],
+            ).logits,
+            trimmed["labels"],
+            trimmed["sample_weight"],
+        )
     assert float(got) == pytest.approx(float(want), rel=1e-5)
 
 
 def test_a_generative_run_killed_9_mid_fold_resumes_to_the_same_oof_and_predicts(llama_dir, tmp_path):
     from comp.predict import predict_run
 
-    text = (f"model: generative\nbackbone: {llama_dir}\nprompt: '{USER}'\nepochs: 2\nbatch_size: 8\n"
-            "grad_accumulation: 1\nmax_length: 64\nlr: 3.0e-3\ncheckpoint_every: 2\nsave_models: true\n"
-            "peft: {method: lora, r: 4, alpha: 8}\n")
+    text = (
+        f"model: generative\nbackbone: {llama_dir}\nprompt: '{USER}'\nepochs: 2\nbatch_size: 8\n"
+        "grad_accumulation: 1\nmax_length: 64\nlr: 3.0e-3\ncheckpoint_every: 2\nsave_models: true\n"
+        "peft: {method: lora, r: 4, alpha: 8}\n"
+    )
     reference_ws = _workspace(tmp_path / "reference", train_rows=24, test_rows=8, task="multilabel")
     train(reference_ws, _config_file(reference_ws, "g", text), n_folds=2)
 
@@ -329,18 +371,21 @@ def test_a_generative_run_killed_9_mid_fold_resumes_to_the_same_oof_and_predicts
 
 
 # ---- bad values: one line naming the key ------------------------------------------------------------
-@pytest.mark.parametrize("family, raw, message", [
-    ("prompt", {"prompt": "no text here"}, "prompt must contain {text} exactly once"),
-    ("prompt", {"few_shot": -1}, "few_shot must be 0 or more"),
-    ("prompt", {"score_rows": 1.5}, "score_rows must be a fraction in"),
-    ("prompt", {"backend": "llama-cpp"}, "backend: llama-cpp runs a .gguf file"),
-    ("prompt", {"question": "Is it?"}, "question must contain {label}"),
-    ("prompt", {"label_words": {"joy": "happy"}}, "label_words.joy must be a non-empty list"),
-    ("prompt", {"method": "fast"}, "method: 'fast' is not one of tree, expand, naive"),
-    ("generative", {"lr": 0}, "lr must be positive"),
-    ("generative", {"rare_label_power": -1}, "rare_label_power must not be negative"),
-    ("generative", {"max_example_weight": 0.5}, "max_example_weight must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "family, raw, message",
+    [
+        ("prompt", {"prompt": "no text here"}, "prompt must contain {text} exactly once"),
+        ("prompt", {"few_shot": -1}, "few_shot must be 0 or more"),
+        ("prompt", {"score_rows": 1.5}, "score_rows must be a fraction in"),
+        ("prompt", {"backend": "llama-cpp"}, "backend: llama-cpp runs a .gguf file"),
+        ("prompt", {"question": "Is it?"}, "question must contain {label}"),
+        ("prompt", {"label_words": {"joy": "happy"}}, "label_words.joy must be a non-empty list"),
+        ("prompt", {"method": "fast"}, "method: 'fast' is not one of tree, expand, naive"),
+        ("generative", {"lr": 0}, "lr must be positive"),
+        ("generative", {"rare_label_power": -1}, "rare_label_power must not be negative"),
+        ("generative", {"max_example_weight": 0.5}, "max_example_weight must be at least 1"),
+    ],
+)
 def test_bad_values_are_one_line_naming_the_key(family, raw, message, llama_dir):
     cls = P.Config if family == "prompt" else G.Config
     with pytest.raises(ConfigError, match=message.replace("{", r"\{").replace("}", r"\}").replace("(", r"\(")) as err:
@@ -348,15 +393,19 @@ def test_bad_values_are_one_line_naming_the_key(family, raw, message, llama_dir)
     assert "\n" not in str(err.value) and str(err.value).startswith("cfg.yaml: ")
 
 
-@pytest.mark.parametrize("family, raw, message", [
-    ("prompt", {"label_words": {"happiness": ["joy"]}}, "label_words names unknown label"),
-    ("prompt", {"scheme": "yesno"}, "scheme: yesno gives independent per-label probabilities"),
-    ("prompt", {"max_length": 20}, "leaves no room for the text"),
-    ("generative", {"peft": {"method": "lora", "rank": 4}}, "rank"),
-    ("generative", {"max_length": 20}, "leaves no room"),
-])
-def test_preflight_refuses_before_any_fold_with_one_line(family, raw, message, llama_dir, tmp_path, monkeypatch,
-                                                         capsys):
+@pytest.mark.parametrize(
+    "family, raw, message",
+    [
+        ("prompt", {"label_words": {"happiness": ["joy"]}}, "label_words names unknown label"),
+        ("prompt", {"scheme": "yesno"}, "scheme: yesno gives independent per-label probabilities"),
+        ("prompt", {"max_length": 20}, "leaves no room for the text"),
+        ("generative", {"peft": {"method": "lora", "rank": 4}}, "rank"),
+        ("generative", {"max_length": 20}, "leaves no room"),
+    ],
+)
+def test_preflight_refuses_before_any_fold_with_one_line(
+    family, raw, message, llama_dir, tmp_path, monkeypatch, capsys
+):
     ws = _workspace(tmp_path)
     body = "".join(f"{k}: {json.dumps(v)}\n" for k, v in raw.items())
     config = _config_file(ws, "bad", f"model: {family}\nbackbone: {llama_dir}\n{body}")
@@ -371,8 +420,12 @@ def test_preflight_refuses_before_any_fold_with_one_line(family, raw, message, l
 
 
 # ---- the shipped LLM configs ------------------------------------------------------------------------
-LLM_CONFIGS = ["qwen2.5-7b-instruct-zeroshot", "llama-3.2-3b-instruct-fewshot", "llama-3.2-3b-instruct-generative-qlora",
-               "gguf-zeroshot"]
+LLM_CONFIGS = [
+    "qwen2.5-7b-instruct-zeroshot",
+    "llama-3.2-3b-instruct-fewshot",
+    "llama-3.2-3b-instruct-generative-qlora",
+    "gguf-zeroshot",
+]
 
 
 @pytest.mark.parametrize("name", LLM_CONFIGS)
@@ -401,9 +454,20 @@ def test_generative_trains_and_reloads_on_each_chat_family(family, tmp_path):
     role) and Mistral (EOS ends the answer, no pad token): a short fit, the adapter saved and reloaded."""
     backbone = save_llm(tmp_path / family, family, hidden=32, std=0.02)
     texts, Y = synthetic(16, "multilabel", seed=6)
-    config = build(G.Config, {"model": "generative", "backbone": str(backbone), "epochs": 1, "batch_size": 8,
-                              "grad_accumulation": 1, "max_length": 128, "system": "Label the emotions.",
-                              "peft": {"method": "lora", "r": 4, "alpha": 8}}, "test")
+    config = build(
+        G.Config,
+        {
+            "model": "generative",
+            "backbone": str(backbone),
+            "epochs": 1,
+            "batch_size": 8,
+            "grad_accumulation": 1,
+            "max_length": 128,
+            "system": "Label the emotions.",
+            "peft": {"method": "lora", "r": 4, "alpha": 8},
+        },
+        "test",
+    )
     G.preflight(config, MULTILABEL)
     model = G.Model(config, MULTILABEL, fold_context(tmp_path)).fit(texts, Y)
     proba = model.predict_proba(texts[:4])

@@ -79,7 +79,9 @@ def test_masks_agree_with_trl_prompt_completion(tok, tmp_path):
         for t, a in zip(TEXTS, ANSWERS, strict=True)
     ]
     args = SFTConfig(output_dir=str(tmp_path), max_length=256, report_to=[], use_cpu=True, save_strategy="no")
-    dataset = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok).train_dataset
+    dataset = SFTTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok
+    ).train_dataset
     after_end = tok.apply_chat_template(
         [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}], tokenize=False
     ).split("y" + prompt.end, 1)[1]
@@ -126,7 +128,9 @@ def test_weighted_loss_is_a_per_example_mean():
     labels = torch.full((2, 5), IGNORE)
     labels[0, 3:] = torch.tensor([1, 2])
     labels[1, 2:] = torch.tensor([3, 4, 5])
-    token = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1), reduction="none").view(2, 4)
+    token = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1), reduction="none"
+    ).view(2, 4)
     first, second = token[0, 2:].mean(), token[1, 1:].mean()
     assert float(weighted_lm_loss(logits, labels)) == pytest.approx(float((first + second) / 2), rel=1e-6)
     weighted = weighted_lm_loss(logits, labels, torch.tensor([3.0, 1.0]))

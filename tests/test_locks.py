@@ -95,8 +95,10 @@ def test_a_worker_with_another_config_is_refused_by_name(ws, tmp_path):
     # the run has no finished fold yet, which would let a corrected config replace it; but it is in training
     code, out, err = _train(ws, "--set", "C=1", barrier=barrier)
     assert code == 1 and "Traceback" not in err
-    assert ("error: run 'm' already exists with a different config (C: 2.0 -> 1.0), and another process is training "
-            f"it (fold 0: pid {first.pid}, since ") in err
+    assert (
+        "error: run 'm' already exists with a different config (C: 2.0 -> 1.0), and another process is training "
+        f"it (fold 0: pid {first.pid}, since "
+    ) in err
     code, out, err = _train(ws, "--force", barrier=barrier)
     assert code == 1
     assert f"run 'm' is being trained by another process (fold 0: pid {first.pid}" in err and "before retraining" in err
@@ -164,9 +166,19 @@ def test_fold_lock_probe_and_owner(tmp_path):
 
     run_dir = tmp_path / "runs" / "x"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from comp.locks import FoldLock; lock = FoldLock(sys.argv[1], 2); "
-                               "assert lock.acquire(0); print('held', flush=True); sys.stdin.read()", str(run_dir)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=bf.REPO, env=bf.comp_env())
+        [
+            sys.executable,
+            "-c",
+            "import sys; from comp.locks import FoldLock; lock = FoldLock(sys.argv[1], 2); "
+            "assert lock.acquire(0); print('held', flush=True); sys.stdin.read()",
+            str(run_dir),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=bf.REPO,
+        env=bf.comp_env(),
+    )
     assert holder.stdout.readline().strip() == "held"
     try:
         owner = fold_holder(run_dir, 2)

@@ -63,9 +63,7 @@ def _sk_label_metric(name, yt, yp, task, C):
 @pytest.mark.parametrize("name", [n for n in LABEL_METRICS if n != "f1"])
 def test_label_metrics_match_sklearn_multilabel(name, seed):
     Y, L, _ = _multilabel(seed)
-    assert score(name, Y, L, "multilabel") == pytest.approx(
-        _sk_label_metric(name, Y, L, "multilabel", 6), abs=1e-12
-    )
+    assert score(name, Y, L, "multilabel") == pytest.approx(_sk_label_metric(name, Y, L, "multilabel", 6), abs=1e-12)
 
 
 @pytest.mark.parametrize("drop", [None, 2])  # drop=2: a class absent from the truth

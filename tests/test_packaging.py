@@ -73,7 +73,10 @@ def test_the_sdist_holds_them_as_regular_files(built):
         members = {m.name.split("/", 1)[1]: m for m in archive.getmembers() if "/comp/configs/" in m.name}
         assert sorted(members) == [f"comp/configs/{p.name}" for p in EXAMPLES]
         assert all(m.isfile() for m in members.values())
-        assert archive.extractfile(members["comp/configs/tfidf.yaml"]).read() == (REPO / "comp/configs/tfidf.yaml").read_bytes()
+        assert (
+            archive.extractfile(members["comp/configs/tfidf.yaml"]).read()
+            == (REPO / "comp/configs/tfidf.yaml").read_bytes()
+        )
 
 
 def test_the_configs_load_from_the_zipped_wheel(built, tmp_path):

@@ -244,9 +244,7 @@ def test_run_report_multilabel(ml):
     np.testing.assert_allclose(report.tables.prevalence["test_predicted"], test_share)
     assert report.tables.prevalence["train"].tolist() == pytest.approx(t["prevalence"].tolist())
     assert len(report.tables.pr) == 5
-    assert pd.read_csv(report.dir / "per_class.csv")["f1_tuned"].tolist() == pytest.approx(
-        t["f1_tuned"].tolist()
-    )
+    assert pd.read_csv(report.dir / "per_class.csv")["f1_tuned"].tolist() == pytest.approx(t["f1_tuned"].tolist())
 
 
 def test_report_html_is_self_contained(ml):
@@ -254,9 +252,7 @@ def test_report_html_is_self_contained(ml):
     text = report.html.read_text()
     assert report.html == ml.root / "shared-report" / "report.html"
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
-    assert sorted(base64.b64decode(i) for i in images) == sorted(
-        p.read_bytes() for p in report.figures.values()
-    )
+    assert sorted(base64.b64decode(i) for i in images) == sorted(p.read_bytes() for p in report.figures.values())
     assert not re.search(r'(src|href)="(?!data:)', text)  # nothing loaded from elsewhere
     assert "<th>f1_tuned</th>" in text and "honest" in text
 
@@ -267,8 +263,11 @@ def test_report_html_tables_scroll_and_the_per_class_caption_reads(ml):
     assert ".table-scroll { max-width: 100%; overflow-x: auto; }" in style
     # every table sits in the scrolling box, so a 28-class table never runs past the page
     assert text.count("<table") == text.count('<div class="table-scroll"><table') > 0
-    caption = re.search(r'<p class="meta">([^<]*)</p><div class="table-scroll"><table[^>]*>\s*<thead>\s*'
-                        r'<tr[^>]*>\s*<th>class</th>', text).group(1)
+    caption = re.search(
+        r'<p class="meta">([^<]*)</p><div class="table-scroll"><table[^>]*>\s*<thead>\s*'
+        r"<tr[^>]*>\s*<th>class</th>",
+        text,
+    ).group(1)
     assert caption == (
         "Columns ending in _0.5 score the untuned decision (at 0.5); columns ending in _tuned score the "
         "thresholds in thresholds.json. Threshold: predict the class when p &gt;= threshold."

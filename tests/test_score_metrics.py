@@ -78,7 +78,9 @@ def test_offsets_need_a_label_metric(ws):
 
 
 def test_a_weighted_blend_for_log_loss_minimises_it_and_compares_members_in_log_loss(ws):
-    result = _cli(ws, "ensemble", "tfidf", "nbsvm", "--name", "ll-blend", "--method", "weighted", "--metric", "log_loss")
+    result = _cli(
+        ws, "ensemble", "tfidf", "nbsvm", "--name", "ll-blend", "--method", "weighted", "--metric", "log_loss"
+    )
     assert result.exit_code == 0, result.output
     paths = ws.run("ll-blend")
     scores, thresholds, weights = _json(paths.scores), _json(paths.thresholds), _json(paths.weights)
@@ -133,15 +135,18 @@ def test_comp_runs_labels_mixed_metrics_and_sorts_within_one(ws):
     result = _cli(ws, "runs", "--sort", "honest")
     assert result.exit_code == 0, result.output
     assert "f1_micro ↑" in result.output and "f1_macro ↑" in result.output
-    warning = result.output[result.output.index("warning: runs scored with another metric than f1_macro: "):]
+    warning = result.output[result.output.index("warning: runs scored with another metric than f1_macro: ") :]
     assert "tfidf-micro (f1_micro)" in warning.splitlines()[0]
     runs = list_runs(ws)
-    names = [line.split()[0] for line in result.output.splitlines() if line.split() and line.split()[0] in
-             {s.name for s in runs}]
+    names = [
+        line.split()[0]
+        for line in result.output.splitlines()
+        if line.split() and line.split()[0] in {s.name for s in runs}
+    ]
     macro = {s.name: s.honest for s in runs if s.metric == "f1_macro"}
     assert names[: len(macro)] == sorted(macro, key=lambda n: -macro[n])  # like with like, best first
     # the other metrics after, never ranked among them
-    assert "tfidf-micro" in names[len(macro):] and len(names) == len(runs)
+    assert "tfidf-micro" in names[len(macro) :] and len(names) == len(runs)
     shown = _cli(ws, "runs", "--metric", "f1_micro")
     assert "no f1_micro score recorded for" in shown.output and "tfidf-micro" in shown.output
 
@@ -164,12 +169,17 @@ def test_compare_shows_one_metric_and_names_runs_without_it(ws):
     rows = result.scores.set_index("run")
     assert rows.loc["tfidf", "honest"] == _json(ws.run("tfidf").scores)["cv"]["honest"]
     assert pd.isna(rows.loc["tfidf-micro", "honest"])  # its f1_micro is not shown as an f1_macro
-    assert result.notes == ["run 'tfidf-micro' has no f1_macro score (it is scored with f1_micro): its CV is left out; "
-                            "add it with `comp thresholds tfidf-micro --metric f1_macro`"]
+    assert result.notes == [
+        "run 'tfidf-micro' has no f1_macro score (it is scored with f1_micro): its CV is left out; "
+        "add it with `comp thresholds tfidf-micro --metric f1_macro`"
+    ]
     html = result.html.read_text()
     assert "Cross-validation (f1_macro, higher is better)" in html and "has no f1_macro score" in html
     micro = write_comparison(ws, ["tfidf", "tfidf-micro"], metric="f1_micro")
-    assert micro.scores.set_index("run").loc["tfidf-micro", "honest"] == _json(ws.run("tfidf-micro").scores)["cv"]["honest"]
+    assert (
+        micro.scores.set_index("run").loc["tfidf-micro", "honest"]
+        == _json(ws.run("tfidf-micro").scores)["cv"]["honest"]
+    )
 
 
 def test_the_run_report_labels_its_metric_and_other_metrics(ws):
@@ -214,7 +224,8 @@ def test_score_entry_reads_old_files_and_other_metrics():
     old = {"metric": "log_loss", "cv": {"tuned": 0.3}}  # written before scores carried their direction
     assert score_entry(old)["greater_is_better"] is False
     assert score_entry(old, "f1_macro") is None
-    merged, replaces = merge_scores({"metric": "f1_macro", "cv": {"tuned": 0.6}, "per_fold": [], "n_folds": 3},
-                                    _scores("roc_auc_macro", 0.8, 0.8))
+    merged, replaces = merge_scores(
+        {"metric": "f1_macro", "cv": {"tuned": 0.6}, "per_fold": [], "n_folds": 3}, _scores("roc_auc_macro", 0.8, 0.8)
+    )
     assert replaces is False and merged["metric"] == "f1_macro" and merged["n_folds"] == 3
     assert score_entry(merged, "roc_auc_macro")["cv"]["tuned"] == 0.8

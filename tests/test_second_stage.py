@@ -149,7 +149,9 @@ def test_extra_csv_is_labelled_by_the_teachers_saved_fold_models(tmp_path):
     _config(ws, "teacher", "save_models: true\n")
     train(ws, ws.configs_dir / "teacher.yaml", n_folds=3)
     texts = ["happy love great day", "angry hate this bus", "so sad and lonely tonight", "scared of the dark"] * 5
-    pd.DataFrame({"ID": [f"x{i}" for i in range(len(texts))], "Tweet": texts}).to_csv(ws.data_dir / "extra.csv", index=False)
+    pd.DataFrame({"ID": [f"x{i}" for i in range(len(texts))], "Tweet": texts}).to_csv(
+        ws.data_dir / "extra.csv", index=False
+    )
     _config(ws, "student", "pseudo_labels: {run: teacher, test: false, extra: data/extra.csv}\n")
     train(ws, ws.configs_dir / "student.yaml", n_folds=3)
     done = json.loads((ws.run("student").fold_dir(1) / "done.json").read_text())
@@ -182,8 +184,9 @@ def test_multiclass_students_with_soft_targets(tmp_path):
     (ws.configs_dir / "nbsvm.yaml").write_text("model: nbsvm\nword_ngrams: [1, 2]\nsave_models: true\n")
     train(ws, ws.configs_dir / "nbsvm.yaml", n_folds=3)
     _config(ws, "student", "pseudo_labels: {run: nbsvm}\ndistill: {run: nbsvm, temperature: 2.0, alpha: 0.3}\n")
-    (ws.configs_dir / "nb-student.yaml").write_text("model: nbsvm\nword_ngrams: [1, 2]\n"
-                                                     "pseudo_labels: {run: tfidf, weight: 0.3}\n")
+    (ws.configs_dir / "nb-student.yaml").write_text(
+        "model: nbsvm\nword_ngrams: [1, 2]\npseudo_labels: {run: tfidf, weight: 0.3}\n"
+    )
     train(ws, ws.configs_dir / "tfidf.yaml", n_folds=3)
     for name in ("student", "nb-student"):
         result = train(ws, ws.configs_dir / f"{name}.yaml", n_folds=3)
@@ -202,16 +205,22 @@ def teacher_ws(tmp_path):
     return ws
 
 
-@pytest.mark.parametrize("extra, message", [
-    ("pseudo_labels: {run: nobody}", r"pseudo_labels.run: teacher no run 'nobody'"),
-    ("pseudo_labels: {run: student}", r"pseudo_labels.run: 'student' is this run itself"),
-    ("distill: {run: tfidf}", r"distill.run: distill mode fold_safe .* saved fold models of teacher run 'tfidf'.*"
-                              r"save_models=true"),
-    ("pseudo_labels: {run: tfidf, extra: data/extra.csv}", r"pseudo_labels.extra: data/extra.csv not found"),
-    ("pseudo_labels: {run: tfidf, min_confidence: 2}", r"min_confidence must be within \[0, 1\]"),
-    ("distill: {run: tfidf, alpha: -1}", r"alpha must be within \[0, 1\]"),
-    ("distill: {run: tfidf, mode: nested}", r"mode: 'nested' is not one of fold_safe, oof"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ("pseudo_labels: {run: nobody}", r"pseudo_labels.run: teacher no run 'nobody'"),
+        ("pseudo_labels: {run: student}", r"pseudo_labels.run: 'student' is this run itself"),
+        (
+            "distill: {run: tfidf}",
+            r"distill.run: distill mode fold_safe .* saved fold models of teacher run 'tfidf'.*"
+            r"save_models=true",
+        ),
+        ("pseudo_labels: {run: tfidf, extra: data/extra.csv}", r"pseudo_labels.extra: data/extra.csv not found"),
+        ("pseudo_labels: {run: tfidf, min_confidence: 2}", r"min_confidence must be within \[0, 1\]"),
+        ("distill: {run: tfidf, alpha: -1}", r"alpha must be within \[0, 1\]"),
+        ("distill: {run: tfidf, mode: nested}", r"mode: 'nested' is not one of fold_safe, oof"),
+    ],
+)
 def test_bad_teachers_are_refused_in_one_line_before_anything_is_written(teacher_ws, extra, message):
     ws = teacher_ws
     _config(ws, "student", extra + "\n")
@@ -227,8 +236,11 @@ def test_bad_teachers_are_refused_in_one_line_before_anything_is_written(teacher
 def test_teachers_on_other_folds_unfinished_stale_or_ensembles_are_refused(teacher_ws):
     ws = teacher_ws
     _config(ws, "student", "pseudo_labels: {run: tfidf}\n")
-    with pytest.raises(ConfigError, match=r"teacher run 'tfidf' was trained on data/folds-k3-s42.csv .* not on this "
-                                          r"run's data/folds-k4-s42.csv"):
+    with pytest.raises(
+        ConfigError,
+        match=r"teacher run 'tfidf' was trained on data/folds-k3-s42.csv .* not on this "
+        r"run's data/folds-k4-s42.csv",
+    ):
         train(ws, ws.configs_dir / "student.yaml", n_folds=4)
     assert not ws.folds_csv(4, 42).exists()  # refused before the fold file was made
     _config(ws, "half", "")
@@ -272,8 +284,11 @@ def test_resume_gives_the_bytes_of_an_uninterrupted_run_and_a_retrained_teacher_
 
     status = {s.name: s.status for s in list_runs(ws)}
     assert status["whole"] == "stale: teacher tfidf changed"
-    with pytest.raises(RunError, match=r"run 'whole' was trained from pseudo_labels teacher 'tfidf' as it was then; "
-                                       r"its digest, outputs changed since; pass --force"):
+    with pytest.raises(
+        RunError,
+        match=r"run 'whole' was trained from pseudo_labels teacher 'tfidf' as it was then; "
+        r"its digest, outputs changed since; pass --force",
+    ):
         train(ws, ws.configs_dir / "student.yaml", n_folds=3, name="whole")
     train(ws, ws.configs_dir / "student.yaml", n_folds=3, name="whole", force=True)
     assert {s.name: s.status for s in list_runs(ws)}["whole"] == "done"
@@ -338,8 +353,11 @@ def test_weighted_copies_fit_the_soft_target_cross_entropy():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(80, 4))
     Y = (X[:, :2] > 0).astype(int)
-    np.testing.assert_allclose(LinearHead("multilabel").fit(X, Y, np.ones(80)).predict_proba(X),
-                               LinearHead("multilabel").fit(X, Y).predict_proba(X), atol=1e-8)
+    np.testing.assert_allclose(
+        LinearHead("multilabel").fit(X, Y, np.ones(80)).predict_proba(X),
+        LinearHead("multilabel").fit(X, Y).predict_proba(X),
+        atol=1e-8,
+    )
 
 
 def test_a_family_without_sample_weight_is_refused(teacher_ws, monkeypatch):
@@ -349,4 +367,3 @@ def test_a_family_without_sample_weight_is_refused(teacher_ws, monkeypatch):
     _config(teacher_ws, "student", "pseudo_labels: {run: tfidf}\n")
     with pytest.raises(CompError, match=r"model 'tfidf' cannot train on weighted soft targets"):
         train(teacher_ws, teacher_ws.configs_dir / "student.yaml", n_folds=3)
-

@@ -92,8 +92,9 @@ def test_kill_9_between_two_seeds_of_a_fold_resumes_per_fold_and_seed(ws, tmp_pa
     assert _outputs(ws, "killed") == _outputs(ws, "uninterrupted")
     for k in range(3):
         for s in range(2):
-            assert (paths.seed_dir(k, s) / "oof.npy").read_bytes() == \
-                (ws.run("uninterrupted").seed_dir(k, s) / "oof.npy").read_bytes()
+            assert (paths.seed_dir(k, s) / "oof.npy").read_bytes() == (
+                ws.run("uninterrupted").seed_dir(k, s) / "oof.npy"
+            ).read_bytes()
 
 
 def test_seed_index_trains_one_task(ws):

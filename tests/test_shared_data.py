@@ -13,7 +13,9 @@ from comp.info import describe
 from comp.workspace import init_workspace
 
 GOEMOTIONS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "goemotions"
-pytestmark = pytest.mark.skipif(not (GOEMOTIONS / "train.csv").is_file(), reason="../shared/data/goemotions not present")
+pytestmark = pytest.mark.skipif(
+    not (GOEMOTIONS / "train.csv").is_file(), reason="../shared/data/goemotions not present"
+)
 
 
 def test_goemotions_counts_and_folds(tmp_path):

@@ -188,18 +188,24 @@ def test_lightgbm_meta_model_is_deterministic_and_honest():
     a = evaluate_chain(chain, M, Y, folds, "f1_macro")
     b = evaluate_chain(_chain(StackBlender(meta_model="lightgbm", n_estimators=30)), M, Y, folds, "f1_macro")
     assert a.honest == b.honest and a.honest > 0.6
-    np.testing.assert_array_equal(chain.oof_, _chain(StackBlender(meta_model="lightgbm", n_estimators=30)).fit(M, Y, folds).oof_)
+    np.testing.assert_array_equal(
+        chain.oof_, _chain(StackBlender(meta_model="lightgbm", n_estimators=30)).fit(M, Y, folds).oof_
+    )
 
 
 def test_a_missing_lightgbm_is_one_clear_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "lightgbm", None)  # import lightgbm now raises ImportError
-    with pytest.raises(ConfigError, match=r"^meta-model 'lightgbm' needs the LightGBM package: pip install 'comp\[stack\]'"):
+    with pytest.raises(
+        ConfigError, match=r"^meta-model 'lightgbm' needs the LightGBM package: pip install 'comp\[stack\]'"
+    ):
         check_meta_model("lightgbm")
 
 
 def test_a_chain_with_a_stack_needs_fold_ids():
     M, Y = _members(11, n=80)
-    with pytest.raises(ConfigError, match="StackBlender is fitted out of fold: give the chain the fold id of every row"):
+    with pytest.raises(
+        ConfigError, match="StackBlender is fitted out of fold: give the chain the fold id of every row"
+    ):
         _chain(StackBlender()).fit(M, Y)
     with pytest.raises(ConfigError, match="needs at least 2 folds among its fitting rows"):
         _chain(StackBlender()).fit(M, Y, np.zeros(80))
@@ -219,7 +225,9 @@ def binary_source(folder, train_rows=200, test_rows=40, seed=5):
     texts = [t + " " + rng.choice(cues[1 - c]) if f else t for t, c, f in zip(texts, y, flip, strict=True)]
     ids = [f"b{i}" for i in range(n)]
     folder.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"id": ids[:train_rows], "text": texts[:train_rows], "label": y[:train_rows]}).to_csv(folder / "train.csv", index=False)
+    pd.DataFrame({"id": ids[:train_rows], "text": texts[:train_rows], "label": y[:train_rows]}).to_csv(
+        folder / "train.csv", index=False
+    )
     pd.DataFrame({"id": ids[train_rows:], "text": texts[train_rows:]}).to_csv(folder / "test.csv", index=False)
     pd.DataFrame({"id": ids[train_rows:], "label": 0}).to_csv(folder / "sample_submission.csv", index=False)
 
@@ -244,9 +252,13 @@ def test_comp_ensemble_method_stack_for_every_task(tmp_path, kind):
     (ws.configs_dir / "nbsvm.yaml").write_text("model: nbsvm\nword_ngrams: [1, 2]\n")
     runner = CliRunner()
     for config in ("tfidf", "nbsvm"):
-        result = runner.invoke(app, ["--workspace", str(ws.root), "train", str(ws.configs_dir / f"{config}.yaml"), "--folds", "3"])
+        result = runner.invoke(
+            app, ["--workspace", str(ws.root), "train", str(ws.configs_dir / f"{config}.yaml"), "--folds", "3"]
+        )
         assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["--workspace", str(ws.root), "ensemble", "tfidf", "nbsvm", "--name", "stack", "--method", "stack"])
+    result = runner.invoke(
+        app, ["--workspace", str(ws.root), "ensemble", "tfidf", "nbsvm", "--name", "stack", "--method", "stack"]
+    )
     assert result.exit_code == 0, result.output
     metric = ws.load_settings().metric
     assert f"ensemble stack: {metric} (higher is better) by fold" in result.output
@@ -258,7 +270,9 @@ def test_comp_ensemble_method_stack_for_every_task(tmp_path, kind):
     assert scores["cv"]["honest"] > best - 0.1
     record = ws.run("stack").run_yaml.read_text()
     assert "method: stack" in record and "meta_model: logistic" in record
-    commands = [["thresholds", "stack"], ["submit", "stack", "--dry-run"]] + ([["report", "stack"]] if kind == "binary" else [])
+    commands = [["thresholds", "stack"], ["submit", "stack", "--dry-run"]] + (
+        [["report", "stack"]] if kind == "binary" else []
+    )
     for args in commands:
         result = runner.invoke(app, ["--workspace", str(ws.root), *args])
         assert result.exit_code == 0, (args, result.output)

@@ -19,7 +19,10 @@ from comp.submission import submit_run
 from comp.train import train
 from tests.helpers import make_workspace
 
-STALE = r"run 'tfidf' was trained on other data: {what} changed since \d{{4}}-\d\d-\d\dT[\d:]+; retrain with --force or --name NEW"
+STALE = (
+    r"run 'tfidf' was trained on other data: {what} changed since \d{{4}}-\d\d-\d\dT[\d:]+; "
+    r"retrain with --force or --name NEW"
+)
 
 
 @pytest.fixture
@@ -63,8 +66,12 @@ def test_a_flipped_label_stops_resume_and_every_reader(ws, tmp_path):
     message = STALE.format(what="train.csv labels")
     with pytest.raises(RunError, match=message):  # today: every fold skipped, old OOF re-scored on new labels
         train(ws, ws.configs_dir / "tfidf.yaml", n_folds=3)
-    for read in (lambda: submit_run(ws, "tfidf", dry_run=True), lambda: rescore_run(ws, "tfidf"),
-                 lambda: write_run_report(ws, "tfidf"), lambda: load_run(ws, "tfidf")):
+    for read in (
+        lambda: submit_run(ws, "tfidf", dry_run=True),
+        lambda: rescore_run(ws, "tfidf"),
+        lambda: write_run_report(ws, "tfidf"),
+        lambda: load_run(ws, "tfidf"),
+    ):
         with pytest.raises(RunError, match=message):
             read()
     [summary] = list_runs(ws)
@@ -85,8 +92,10 @@ def test_shuffled_test_texts_with_the_same_ids_are_refused_at_submit(ws, tmp_pat
 def test_an_ensemble_of_a_stale_member_is_refused_and_an_ensemble_records_the_data(ws, tmp_path):
     train(ws, ws.configs_dir / "tfidf.yaml", n_folds=3, overrides=["C=1"], name="tfidf-c1")
     make_ensemble(ws, ["tfidf", "tfidf-c1"], "blend")
-    assert yaml.safe_load(ws.run("blend").run_yaml.read_text())["data"] == \
-        yaml.safe_load(ws.run("tfidf").run_yaml.read_text())["data"]
+    assert (
+        yaml.safe_load(ws.run("blend").run_yaml.read_text())["data"]
+        == yaml.safe_load(ws.run("tfidf").run_yaml.read_text())["data"]
+    )
     _refetch(ws, tmp_path, _flip_label)
     with pytest.raises(RunError, match=STALE.format(what="train.csv labels")):
         make_ensemble(ws, ["tfidf", "tfidf-c1"], "blend2")
@@ -106,15 +115,22 @@ def test_row_order_is_not_a_change_but_columns_are(ws):
     settings.text_columns = ["Tweet", "ID"]
     ws.save_settings(settings)
     assert data_changes(before, data_fingerprint(load_competition(ws), "t")) == [
-        "comp.yaml's text_columns", "comp.yaml's text_separator", "train.csv texts", "test.csv texts"]
+        "comp.yaml's text_columns",
+        "comp.yaml's text_separator",
+        "train.csv texts",
+        "test.csv texts",
+    ]
 
 
 def test_changed_text_columns_stop_a_resume(ws):
     settings = ws.load_settings()
     settings.text_columns = ["Tweet", "ID"]
     ws.save_settings(settings)
-    with pytest.raises(RunError, match=r"run 'tfidf' was trained on other data: comp.yaml's text_columns, "
-                                       r"train.csv texts, test.csv texts changed since"):
+    with pytest.raises(
+        RunError,
+        match=r"run 'tfidf' was trained on other data: comp.yaml's text_columns, "
+        r"train.csv texts, test.csv texts changed since",
+    ):
         train(ws, ws.configs_dir / "tfidf.yaml", n_folds=3)
 
 

@@ -27,8 +27,16 @@ from comp.workspace import CompSettings
 
 
 def _settings(task, label_columns, classes, fmt="labels", min_labels=0, id_column="id"):
-    return CompSettings(competition="x", task=task, id_column=id_column, text_columns=["text"],
-                        label_columns=label_columns, classes=classes, submission_format=fmt, min_labels=min_labels)
+    return CompSettings(
+        competition="x",
+        task=task,
+        id_column=id_column,
+        text_columns=["text"],
+        label_columns=label_columns,
+        classes=classes,
+        submission_format=fmt,
+        min_labels=min_labels,
+    )
 
 
 def _sample(ids, label_columns, id_column="id"):
@@ -65,7 +73,8 @@ def test_sample_column_order_is_kept():
 
 
 @pytest.mark.parametrize(
-    ("classes", "expected"), [([0, 1, 2], "id,label\nr1,2\nr2,0\n"), (["neg", "neu", "pos"], "id,label\nr1,pos\nr2,neg\n")]
+    ("classes", "expected"),
+    [([0, 1, 2], "id,label\nr1,2\nr2,0\n"), (["neg", "neu", "pos"], "id,label\nr1,pos\nr2,neg\n")],
 )
 def test_multiclass_class_values_as_in_train(classes, expected):
     settings = _settings("multiclass", ["label"], classes)
@@ -106,7 +115,9 @@ def test_layout_errors():
 
 def test_run_ids_must_match_the_sample():
     sample = _sample(["1", "2", "3"], ["joy", "anger", "fear"])
-    with pytest.raises(RunError, match=r"test ids differ from sample_submission.csv's \(1 missing: 3; 1 not in the sample: 9\)"):
+    with pytest.raises(
+        RunError, match=r"test ids differ from sample_submission.csv's \(1 missing: 3; 1 not in the sample: 9\)"
+    ):
         build_submission(["1", "2", "9"], np.zeros((3, 3)), MULTILABEL, sample)
     with pytest.raises(RunError, match="repeat ids 1"):
         build_submission(["1", "1", "2"], np.zeros((3, 3)), MULTILABEL, sample)
@@ -115,8 +126,12 @@ def test_run_ids_must_match_the_sample():
 
 
 def test_threshold_vector():
-    raw = {"metric": "f1_macro", "task": "multilabel", "min_labels": 1,
-           "thresholds": {"joy": 0.3, "anger": 0.4, "fear": 0.7}}
+    raw = {
+        "metric": "f1_macro",
+        "task": "multilabel",
+        "min_labels": 1,
+        "thresholds": {"joy": 0.3, "anger": 0.4, "fear": 0.7},
+    }
     t, k = threshold_vector(raw, MULTILABEL)
     assert t.tolist() == [0.3, 0.4, 0.7] and k == 1
     # never a silent 0.5: the run's CV was measured with tuned thresholds
@@ -149,18 +164,27 @@ def _frame(text):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("id,anger,joy,fear\n007,0,0,0\n008,0,0,0\n009,0,0,0\n",
-         "columns are in the order id, anger, joy, fear; sample_submission.csv has id, joy, anger, fear"),
+        (
+            "id,anger,joy,fear\n007,0,0,0\n008,0,0,0\n009,0,0,0\n",
+            "columns are in the order id, anger, joy, fear; sample_submission.csv has id, joy, anger, fear",
+        ),
         ("id,joy,anger\n007,0,0\n008,0,0\n009,0,0\n", r"missing: fear; unexpected: none"),
         ("id,joy,anger,fear,x\n007,0,0,0,1\n008,0,0,0,1\n009,0,0,0,1\n", r"missing: none; unexpected: x"),
         ("id,joy,anger,fear\n007,0,0,0\n008,0,0,0\n", "2 rows, sample_submission.csv has 3"),
         ("id,joy,anger,fear\n7,0,0,0\n008,0,0,0\n009,0,0,0\n", r"1 id\(s\) missing \(007\), 1 unknown \(7\)"),
-        ("id,joy,anger,fear\n008,0,0,0\n007,0,0,0\n009,0,0,0\n", "not in sample_submission.csv's order: line 2 has '008'"),
+        (
+            "id,joy,anger,fear\n008,0,0,0\n007,0,0,0\n009,0,0,0\n",
+            "not in sample_submission.csv's order: line 2 has '008'",
+        ),
         ("id,joy,anger,fear\n007,0,0,0\n007,0,0,0\n009,0,0,0\n", "'id' repeats ids 007"),
-        ("id,joy,anger,fear\n007,0,,0\n008,0,0,0\n009,0, ,0\n",
-         r"column 'anger' is empty on 2 line\(s\): 2, 4 \(ids 007, 009\)"),
-        ("id,joy,anger,fear\n007,0,0,0\n008,2,0,0\n009,0,0,yes\n",
-         r"column 'joy' has values other than 0, 1 \('2'\) on 1 line\(s\): 3 \(ids 008\).*column 'fear'"),
+        (
+            "id,joy,anger,fear\n007,0,,0\n008,0,0,0\n009,0, ,0\n",
+            r"column 'anger' is empty on 2 line\(s\): 2, 4 \(ids 007, 009\)",
+        ),
+        (
+            "id,joy,anger,fear\n007,0,0,0\n008,2,0,0\n009,0,0,yes\n",
+            r"column 'joy' has values other than 0, 1 \('2'\) on 1 line\(s\): 3 \(ids 008\).*column 'fear'",
+        ),
     ],
 )
 def test_validation_names_rows_and_columns(text, message):
@@ -175,8 +199,11 @@ def test_validate_submission_checks_the_written_text():
     assert validate_submission(ok, SAMPLE, MULTILABEL).startswith("id,joy,anger,fear\n007,1,0,0\n")
     # ints that became floats (a NaN upstream) are not 0/1 in the file: "1.0"
     bad = ok.assign(joy=[1.0, np.nan, 0.0])
-    with pytest.raises(DataError, match=r"nothing was written or uploaded: column 'joy' is empty on 1 line\(s\): 3 "
-                                        r"\(ids 008\); column 'joy' has values other than 0, 1 \('1.0', '0.0'\)"):
+    with pytest.raises(
+        DataError,
+        match=r"nothing was written or uploaded: column 'joy' is empty on 1 line\(s\): 3 "
+        r"\(ids 008\); column 'joy' has values other than 0, 1 \('1.0', '0.0'\)",
+    ):
         validate_submission(bad, SAMPLE, MULTILABEL)
 
 
@@ -185,11 +212,13 @@ def test_probability_and_class_values_are_checked():
     sample = _sample(["a", "b", "c"], ["target"])
     frame = _frame("id,target\na,0.5\nb,1.5\nc,-0\n")
     assert check_submission(frame, sample, proba) == [
-        "column 'target' has values other than probabilities in [0, 1] ('1.5') on 1 line(s): 3 (ids b)"]
+        "column 'target' has values other than probabilities in [0, 1] ('1.5') on 1 line(s): 3 (ids b)"
+    ]
     labels = _settings("multiclass", ["target"], ["neg", "neu", "pos"])
     frame = _frame("id,target\na,neg\nb,Pos\nc,0\n")
     assert check_submission(frame, sample, labels) == [
-        "column 'target' has values other than neg, neu, pos ('Pos', '0') on 2 line(s): 3, 4 (ids b, c)"]
+        "column 'target' has values other than neg, neu, pos ('Pos', '0') on 2 line(s): 3, 4 (ids b, c)"
+    ]
 
 
 # ---- the property: what comp builds, comp accepts, and pandas reads back unchanged -------------
@@ -200,12 +229,17 @@ _CLASS_STR = st.text("abcxyz019 ,\"'é-NA", min_size=1, max_size=6).filter(lambd
 
 @st.composite
 def _case(draw):
-    kind = draw(st.sampled_from(["multilabel", "multiclass", "binary", "proba-binary", "proba-multilabel",
-                                 "multiclass-columns"]))
+    kind = draw(
+        st.sampled_from(
+            ["multilabel", "multiclass", "binary", "proba-binary", "proba-multilabel", "multiclass-columns"]
+        )
+    )
     n = draw(st.integers(1, 25))
     if draw(st.booleans()):  # numeric ids with leading zeros
         width = draw(st.integers(2, 6))
-        ids = [f"{v:0{width}d}" for v in draw(st.lists(st.integers(0, 10**width - 1), min_size=n, max_size=n, unique=True))]
+        ids = [
+            f"{v:0{width}d}" for v in draw(st.lists(st.integers(0, 10**width - 1), min_size=n, max_size=n, unique=True))
+        ]
     else:
         ids = draw(st.lists(_NAME, min_size=n, max_size=n, unique=True))
     names = draw(st.lists(_NAME, min_size=6, max_size=6, unique=True))
@@ -217,26 +251,44 @@ def _case(draw):
     min_labels = 0
     if kind in ("multilabel", "proba-multilabel"):
         label_columns = draw(st.lists(_NAME.filter(lambda s: s != id_column), min_size=1, max_size=5, unique=True))
-        settings = _settings("multilabel", label_columns, label_columns,
-                             "probabilities" if kind.startswith("proba") else "labels",
-                             min_labels=draw(st.integers(0, 2)), id_column=id_column)
+        settings = _settings(
+            "multilabel",
+            label_columns,
+            label_columns,
+            "probabilities" if kind.startswith("proba") else "labels",
+            min_labels=draw(st.integers(0, 2)),
+            id_column=id_column,
+        )
         min_labels = settings.min_labels
     elif kind in ("binary", "proba-binary"):
-        settings = _settings("binary", [single], classes[:2], "probabilities" if kind.startswith("proba") else "labels",
-                             id_column=id_column)
+        settings = _settings(
+            "binary",
+            [single],
+            classes[:2],
+            "probabilities" if kind.startswith("proba") else "labels",
+            id_column=id_column,
+        )
     elif kind == "multiclass":
         settings = _settings("multiclass", [single], classes, id_column=id_column)
     else:  # a one-hot (or probability) column per class, in the sample's own order
         cls = [f"c{i}" for i in range(len(classes))]
-        settings = _settings("multiclass", draw(st.permutations(cls)), cls, draw(st.sampled_from(["labels", "probabilities"])),
-                             id_column=id_column)
+        settings = _settings(
+            "multiclass",
+            draw(st.permutations(cls)),
+            cls,
+            draw(st.sampled_from(["labels", "probabilities"])),
+            id_column=id_column,
+        )
     k = len(settings.output_names)
     P = np.array(draw(st.lists(st.lists(st.floats(0, 1), min_size=k, max_size=k), min_size=n, max_size=n)))
     lo, hi = (-0.5, 0.5) if settings.task == "multiclass" else (0.0, 1.0)
     t = np.array(draw(st.lists(st.floats(lo, hi), min_size=k, max_size=k)))
     test_ids = draw(st.permutations(ids))
-    columns = [id_column, *draw(st.permutations(settings.label_columns))] if draw(st.booleans()) else [
-        id_column, *settings.label_columns]
+    columns = (
+        [id_column, *draw(st.permutations(settings.label_columns))]
+        if draw(st.booleans())
+        else [id_column, *settings.label_columns]
+    )
     sample = pd.DataFrame({c: pd.Series(ids, dtype="str") if c == id_column else "0" for c in columns})
     return settings, sample, list(test_ids), P, t, min_labels
 
@@ -259,7 +311,11 @@ def test_built_submissions_validate_and_round_trip(case):
     rows = [row_of[v] for v in frame[settings.id_column]]
     if settings.submission_format == "probabilities":
         got = frame[settings.label_columns].to_numpy(dtype=float)
-        want = P[rows] if settings.task == "binary" else P[rows][:, [settings.output_names.index(c) for c in settings.label_columns]]
+        want = (
+            P[rows]
+            if settings.task == "binary"
+            else P[rows][:, [settings.output_names.index(c) for c in settings.label_columns]]
+        )
         assert np.array_equal(got, want)
         return
     labels = apply_thresholds(P, t, settings.task, min_labels)[rows]
@@ -288,7 +344,8 @@ def test_score_frames_matches_the_metric_and_row_order_does_not_matter():
     assert result.per_class["precision"].tolist() == pytest.approx([2 / 3, 1.0, 0.5])
     assert result.per_class["recall"].tolist() == [1.0, 0.5, 1.0] and result.rows == 4
     assert score_frames(sub, key, MULTILABEL, "jaccard_samples").score == pytest.approx(
-        score("jaccard_samples", Y, L, "multilabel"))
+        score("jaccard_samples", Y, L, "multilabel")
+    )
 
 
 def test_score_frames_probabilities_and_errors():
@@ -301,9 +358,15 @@ def test_score_frames_probabilities_and_errors():
     assert result.per_class["recall"].tolist() == [1.0, 0.5]
     assert score_frames(sub, key, settings, "f1").score == pytest.approx(2 / 3)
     with pytest.raises(ConfigError, match="metric 'log_loss' scores probabilities, but the submission holds labels"):
-        score_frames(_frame("id,target\na,spam\nb,ham\nc,ham\n"), key, _settings("binary", ["target"], ["ham", "spam"]),
-                     "log_loss")
-    with pytest.raises(DataError, match=r"the submission is invalid: 'id' differs from the answer key's: 1 id\(s\) missing \(c\)"):
+        score_frames(
+            _frame("id,target\na,spam\nb,ham\nc,ham\n"),
+            key,
+            _settings("binary", ["target"], ["ham", "spam"]),
+            "log_loss",
+        )
+    with pytest.raises(
+        DataError, match=r"the submission is invalid: 'id' differs from the answer key's: 1 id\(s\) missing \(c\)"
+    ):
         score_frames(_frame("id,target\na,0.9\nb,0.2\nd,0.4\n"), key, settings)
 
 

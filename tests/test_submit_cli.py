@@ -52,8 +52,12 @@ def answers(tmp_path):
 
 @pytest.fixture
 def server(fake_kaggle, ws, answers):
-    fake_kaggle.add_competition(SLUG, answer=answers.read_bytes(), scorer=metric_scorer(ws.load_settings()),
-                                leaderboard=[("top team", 0.99), ("middle", 0.5), ("last", 0.01)])
+    fake_kaggle.add_competition(
+        SLUG,
+        answer=answers.read_bytes(),
+        scorer=metric_scorer(ws.load_settings()),
+        leaderboard=[("top team", 0.99), ("middle", 0.5), ("last", 0.01)],
+    )
     return fake_kaggle
 
 
@@ -70,13 +74,30 @@ def make_run(ws, answers, name="tfidf", noise=0.6, seed=0, test=None):
     folds = np.arange(len(comp.Y)) % 3
     scores = evaluate_oof(oof, comp.Y, folds, settings.task, settings.metric, settings.min_labels)
     paths = ws.run(name)
-    write_run_yaml(paths, RunRecord(name=name, kind="model", model="fake", created="2024-03-01T12:00:00",
-                                    folds=FoldsRecord("folds.csv", "none", 3, 42),
-                                    competition=CompetitionRecord(settings.competition, settings.task, settings.metric,
-                                                                  settings.output_names),
-                                    data=data_fingerprint(comp, "2024-03-01T12:00:00")))
-    write_run_outputs(paths, settings.id_column, settings.output_names, comp.train_ids, folds, oof, comp.test_ids,
-                      test, scores.scores_json(), scores.thresholds_json(settings.output_names, settings.task, 0))
+    write_run_yaml(
+        paths,
+        RunRecord(
+            name=name,
+            kind="model",
+            model="fake",
+            created="2024-03-01T12:00:00",
+            folds=FoldsRecord("folds.csv", "none", 3, 42),
+            competition=CompetitionRecord(settings.competition, settings.task, settings.metric, settings.output_names),
+            data=data_fingerprint(comp, "2024-03-01T12:00:00"),
+        ),
+    )
+    write_run_outputs(
+        paths,
+        settings.id_column,
+        settings.output_names,
+        comp.train_ids,
+        folds,
+        oof,
+        comp.test_ids,
+        test,
+        scores.scores_json(),
+        scores.thresholds_json(settings.output_names, settings.task, 0),
+    )
     return scores
 
 
@@ -201,7 +222,10 @@ def test_no_credentials_still_writes_and_logs(server, ws, answers, run, monkeypa
     ("setup", "message"),
     [
         (lambda s, mp: mp.setenv("KAGGLE_KEY", "wrong-key"), r"rejected the credentials .* \(401\)"),
-        (lambda s, mp: setattr(s.competitions[SLUG], "rules_accepted", False), r"\(403\): accept the competition rules"),
+        (
+            lambda s, mp: setattr(s.competitions[SLUG], "rules_accepted", False),
+            r"\(403\): accept the competition rules",
+        ),
         (lambda s, mp: s.fail_next("StartSubmissionUpload", 429), r"rate limit reached \(429\).*wait 60 s"),
         (lambda s, mp: s.fail_next_upload(500), "the upload of .* failed: retry later"),
         (lambda s, mp: s.reject_next_submission("Daily limit reached"), "did not accept the submission .*Daily limit"),
@@ -236,7 +260,10 @@ def test_invalid_probabilities_are_never_written_or_uploaded(server, ws, answers
     make_run(ws, answers, test=test)
     code, out, err = run("submit", "tfidf", "--force")  # --force: the sample holds 0/1 labels
     assert code == 1
-    assert f"test.parquet has probabilities outside [0, 1] in column 'anger' (1 row(s): 1.5; ids {comp.test_ids[3]})" in err
+    assert (
+        f"test.parquet has probabilities outside [0, 1] in column 'anger' (1 row(s): 1.5; ids {comp.test_ids[3]})"
+        in err
+    )
     assert not list(ws.submissions_dir.glob("*.csv")) and server.calls == [] and not ws.ledger_path.exists()
 
 
@@ -306,8 +333,12 @@ def test_evaluate_in_and_outside_a_workspace(ws, answers, run, monkeypatch, caps
 def test_the_installed_entry_point_submits(server, ws, answers):
     """One real subprocess: `python -m comp` finds the fake server through the inherited environment."""
     make_run(ws, answers)
-    result = subprocess.run([sys.executable, "-m", "comp", "--workspace", str(ws.root), "submit", "tfidf", "-m", "sub"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "comp", "--workspace", str(ws.root), "submit", "tfidf", "-m", "sub"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert [s.description for s in server.submissions(SLUG)] == ["sub"]
 
@@ -334,16 +365,21 @@ def test_no_submission_left_today_uploads_nothing_and_says_when_it_resets(server
     calls = len(server.calls)
     code, out, err = run("submit", "other")
     assert code == 1 and len(err.strip().splitlines()) == 1
-    assert re.search(r"no submissions left today for 'test-comp' \(1 made today\); Kaggle resets the allowance at "
-                     r"00:00 UTC, in \d+ h \d\d min. Nothing was written or uploaded", err), err
+    assert re.search(
+        r"no submissions left today for 'test-comp' \(1 made today\); Kaggle resets the allowance at "
+        r"00:00 UTC, in \d+ h \d\d min. Nothing was written or uploaded",
+        err,
+    ), err
     assert [c.method for c in server.calls[calls:]] == ["GetSubmissionLimits"]  # asked first, uploaded nothing
     assert len(server.submissions(SLUG)) == 1 and len(_ledger(ws)) == 1
     assert len(list(ws.submissions_dir.glob("*.csv"))) == 1
 
 
 def test_limits_are_asked_before_the_upload_and_left_today_is_never_negative(server, ws, answers, run):
-    server.limits_sequence = [{"numToday": 4, "numTotal": 9, "numAllowedNow": 1},
-                              {"numToday": 5, "numTotal": 10, "numAllowedNow": -1}]
+    server.limits_sequence = [
+        {"numToday": 4, "numTotal": 9, "numAllowedNow": 1},
+        {"numToday": 5, "numTotal": 10, "numAllowedNow": -1},
+    ]
     make_run(ws, answers)
     code, out, err = run("submit", "tfidf")
     assert code == 0, err
@@ -368,8 +404,12 @@ def test_kill_9_while_kaggle_accepts_the_upload_is_reconciled_and_not_uploaded_t
 
     make_run(ws, answers)
     server.hang_next("CreateSubmission")  # Kaggle records the submission; comp never hears back
-    submit = subprocess.Popen([sys.executable, "-m", "comp", "--workspace", str(ws.root), "submit", "tfidf", "-m", "sub"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    submit = subprocess.Popen(
+        [sys.executable, "-m", "comp", "--workspace", str(ws.root), "submit", "tfidf", "-m", "sub"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not server.submissions(SLUG):
         assert submit.poll() is None and time.monotonic() < deadline, submit.stderr.read()
@@ -394,8 +434,12 @@ def test_an_upload_killed_before_kaggle_got_the_file_becomes_not_uploaded(server
 
     make_run(ws, answers)
     server.hang_next("StartSubmissionUpload")
-    submit = subprocess.Popen([sys.executable, "-m", "comp", "--workspace", str(ws.root), "submit", "tfidf"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    submit = subprocess.Popen(
+        [sys.executable, "-m", "comp", "--workspace", str(ws.root), "submit", "tfidf"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while "StartSubmissionUpload" not in [c.method for c in server.calls]:
         assert submit.poll() is None and time.monotonic() < deadline, submit.stderr.read()
@@ -443,9 +487,17 @@ def test_lb_offline_reads_while_another_process_writes(server, ws, answers, run)
     make_run(ws, answers)
     assert run("submit", "tfidf", "--dry-run")[0] == 0
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
-                               "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); sys.stdin.read()",
-         str(ws.ledger_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+            "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); sys.stdin.read()",
+            str(ws.ledger_path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         code, out, err = run("lb", "--offline")

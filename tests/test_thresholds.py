@@ -174,7 +174,9 @@ def test_offset_step_is_exact_for_multiclass_metrics():
         base[np.arange(n), b] = True
         for name in LABEL_METRICS:
             m = METRICS[name]
-            s, tau = threshold_search.best_cut(m, "multiclass", Y, base, c, P[:, c] - other, np.ones(n, bool), b, "offset")
+            s, tau = threshold_search.best_cut(
+                m, "multiclass", Y, base, c, P[:, c] - other, np.ones(n, bool), b, "offset"
+            )
             # every distinct margin, just inside, and no row at all
             cuts = [*(np.unique(P[:, c] - other) - 1e-9), np.inf]
             brute = max(_with_offset(m, Y, P, o, c, -v) for v in cuts)
@@ -345,7 +347,12 @@ def test_honest_estimate_is_lower_when_in_sample_tuning_would_leak():
         ("f1_weighted", "multilabel", {}, "exact per-class F1 search"),
         ("precision_macro", "multilabel", {}, "exact per-class precision search"),
         ("recall_macro", "multilabel", {}, "exact per-class recall search"),
-        ("f1_macro", "multilabel", {"min_labels": 1}, "exact per-class F1 search, then coordinate ascent with min_labels=1"),
+        (
+            "f1_macro",
+            "multilabel",
+            {"min_labels": 1},
+            "exact per-class F1 search, then coordinate ascent with min_labels=1",
+        ),
         ("f1_micro", "multilabel", {}, "best global threshold, then per-class coordinate ascent"),
         ("f1_macro", "binary", {}, "exact search over every cut of the positive class"),
         ("f1", "binary", {}, "exact search over every cut of the positive class"),

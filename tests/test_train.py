@@ -156,8 +156,24 @@ def test_predict_command_with_saved_fold_models(ws):
 
     train(ws, _config(ws), n_folds=3, overrides=["save_models=true"])
     assert all(ws.run("tfidf").fold_model_dir(k).is_dir() for k in range(3))
-    result = subprocess.run([sys.executable, "-m", "comp", "--workspace", str(ws.root), "predict", "tfidf", "--test",
-                             str(ws.test_csv), "--out", str(ws.root / "p.csv")], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "comp",
+            "--workspace",
+            str(ws.root),
+            "predict",
+            "tfidf",
+            "--test",
+            str(ws.test_csv),
+            "--out",
+            str(ws.root / "p.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     predicted = pd.read_csv(ws.root / "p.csv", dtype={"ID": str})
     np.testing.assert_allclose(predicted.iloc[:, 1:].to_numpy(), load_run(ws, "tfidf").test, atol=1e-6)
@@ -166,9 +182,11 @@ def test_predict_command_with_saved_fold_models(ws):
 def test_bad_values_stop_before_any_fold_file_or_run_is_written(ws):
     for path in ws.data_dir.glob("folds-*.csv"):
         path.unlink()
-    for overrides, message in ((["max_iter=-5"], r"max_iter: -5 is rejected by scikit-learn"),
-                               (["strip_accents=greek"], r"strip_accents: 'greek' is rejected by scikit-learn"),
-                               (["min_df=0"], r"min_df: 0 is rejected by scikit-learn")):
+    for overrides, message in (
+        (["max_iter=-5"], r"max_iter: -5 is rejected by scikit-learn"),
+        (["strip_accents=greek"], r"strip_accents: 'greek' is rejected by scikit-learn"),
+        (["min_df=0"], r"min_df: 0 is rejected by scikit-learn"),
+    ):
         with pytest.raises(ConfigError, match=message):
             train(ws, _config(ws), n_folds=3, overrides=overrides)
     with pytest.raises(ConfigError, match=r"--folds 0: need at least 2 folds"):

@@ -77,9 +77,7 @@ def test_pos_weight_values():
     np.testing.assert_allclose(losses.class_weight_values(Y, "multilabel", "balanced", 5.0), [3.0, 5.0, 5.0])
     assert losses.class_weight_values(Y, "multilabel", "none", 5.0) is None
     Ymc = np.eye(3)[[0, 0, 0, 0, 0, 0, 1, 2]]  # multiclass: n / (k * count)
-    np.testing.assert_allclose(
-        losses.class_weight_values(Ymc, "multiclass", "balanced", 10.0), [8 / 18, 8 / 3, 8 / 3]
-    )
+    np.testing.assert_allclose(losses.class_weight_values(Ymc, "multiclass", "balanced", 10.0), [8 / 18, 8 / 3, 8 / 3])
 
 
 def test_weighted_and_focal_losses_match_torch():
@@ -151,9 +149,7 @@ def test_resume_after_a_crash_continues_from_the_checkpoint(bert_dir, tmp_path):
     texts, Y = synthetic(80, "multilabel", seed=5)
     task = TaskInfo("multilabel", CLASSES)
     config = _config(bert_dir, epochs=3, checkpoint_every=4, batch_size=16, eval_every=4)
-    reference = T.Model(config, task, _context(tmp_path / "ref")).fit(
-        texts[:60], Y[:60], valid=(texts[60:], Y[60:])
-    )
+    reference = T.Model(config, task, _context(tmp_path / "ref")).fit(texts[:60], Y[:60], valid=(texts[60:], Y[60:]))
 
     with crash_at_training_step(7), pytest.raises(KeyboardInterrupt):
         T.Model(config, task, _context(tmp_path)).fit(texts[:60], Y[:60], valid=(texts[60:], Y[60:]))
@@ -161,14 +157,10 @@ def test_resume_after_a_crash_continues_from_the_checkpoint(bert_dir, tmp_path):
     assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "optimizer.pt").is_file()
 
     logs = []
-    resumed = T.Model(config, task, _context(tmp_path, logs)).fit(
-        texts[:60], Y[:60], valid=(texts[60:], Y[60:])
-    )
+    resumed = T.Model(config, task, _context(tmp_path, logs)).fit(texts[:60], Y[:60], valid=(texts[60:], Y[60:]))
     assert any("resuming from checkpoint-4 (step 4)" in m for m in logs)
     assert [h["step"] for h in resumed.history_] == [h["step"] for h in reference.history_]
-    np.testing.assert_allclose(
-        resumed.predict_proba(texts[60:]), reference.predict_proba(texts[60:]), atol=1e-5
-    )
+    np.testing.assert_allclose(resumed.predict_proba(texts[60:]), reference.predict_proba(texts[60:]), atol=1e-5)
     assert not (tmp_path / "fold-0" / "checkpoint").exists()  # removed once the fold is fitted
 
 
@@ -282,9 +274,7 @@ def test_predict_run_with_saved_fold_models_matches_the_run(bert_dir, tmp_path):
 
     (ws.configs_dir / "nosave.yaml").write_text(f"model: transformer\nbackbone: {bert_dir}\nepochs: 1\n")
     train(ws, ws.configs_dir / "nosave.yaml", n_folds=2)
-    with pytest.raises(
-        RunError, match=r"run 'nosave' has no saved model for fold\(s\) 0, 1 .*save_models: true"
-    ):
+    with pytest.raises(RunError, match=r"run 'nosave' has no saved model for fold\(s\) 0, 1 .*save_models: true"):
         predict_run(ws, "nosave", ws.test_csv)
 
 

@@ -34,8 +34,20 @@ def _load(ws, study):
 
 
 def _tune_cli(ws, *args, barrier=None):
-    return bf.start("--workspace", ws.root, "tune", ws.configs_dir / "m.yaml", "--space", ws.configs_dir / "space.yaml",
-                    "--folds", 3, "--folds-subset", "0,1", *args, barrier=barrier)
+    return bf.start(
+        "--workspace",
+        ws.root,
+        "tune",
+        ws.configs_dir / "m.yaml",
+        "--space",
+        ws.configs_dir / "space.yaml",
+        "--folds",
+        3,
+        "--folds-subset",
+        "0,1",
+        *args,
+        barrier=barrier,
+    )
 
 
 def test_two_concurrent_workers_end_with_n_distinct_trials(ws):
@@ -86,8 +98,16 @@ def test_pruning_stops_a_bad_trial_after_its_first_fold(ws):
     study = load_study(setup, None)
     for value in (5000, 5000, 1):  # two good trials, then one with a single feature
         study.enqueue_trial({"max_features": value})
-    result = tune(ws, ws.configs_dir / "tfidf.yaml", space, trials=3, study="pruned", n_folds=3,
-                  folds_subset="0,1,2", pruner_startup=2)
+    result = tune(
+        ws,
+        ws.configs_dir / "tfidf.yaml",
+        space,
+        trials=3,
+        study="pruned",
+        n_folds=3,
+        folds_subset="0,1,2",
+        pruner_startup=2,
+    )
     states = [t.state for t in _load(ws, "pruned").trials]
     assert states == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED]
     bad = _load(ws, "pruned").trials[2]
@@ -98,8 +118,19 @@ def test_pruning_stops_a_bad_trial_after_its_first_fold(ws):
 
 
 def test_trials_are_runs_that_can_be_reported_and_blended_and_the_best_is_retrained(ws):
-    done = bf.run("--workspace", ws.root, "tune", ws.configs_dir / "tfidf.yaml", "--space", ws.configs_dir / "space.yaml",
-                  "--trials", 2, "--folds", 3, "--retrain-best")
+    done = bf.run(
+        "--workspace",
+        ws.root,
+        "tune",
+        ws.configs_dir / "tfidf.yaml",
+        "--space",
+        ws.configs_dir / "space.yaml",
+        "--trials",
+        2,
+        "--folds",
+        3,
+        "--retrain-best",
+    )
     assert done.returncode == 0, done.stderr
     assert "retraining configs/tfidf-best.yaml on 3 folds" in done.stdout
     names = [s.name for s in list_runs(ws)]
@@ -158,12 +189,30 @@ def _blocking(monkeypatch):
     monkeypatch.setitem(FAMILIES, "blocking", "tests.blocking_family")
 
 
-
 def test_an_rdb_storage_and_workers_started_by_the_local_executor(ws, tmp_path):
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    done = bf.run("--workspace", ws.root, "tune", ws.configs_dir / "tfidf.yaml", "--space", ws.configs_dir / "space.yaml",
-                  "--trials", 2, "--folds", 3, "--folds-subset", "0", "--study", "fanned", "--storage", url,
-                  "--executor", "local", "--workers", 2)
+    done = bf.run(
+        "--workspace",
+        ws.root,
+        "tune",
+        ws.configs_dir / "tfidf.yaml",
+        "--space",
+        ws.configs_dir / "space.yaml",
+        "--trials",
+        2,
+        "--folds",
+        3,
+        "--folds-subset",
+        "0",
+        "--study",
+        "fanned",
+        "--storage",
+        url,
+        "--executor",
+        "local",
+        "--workers",
+        2,
+    )
     assert done.returncode == 0, done.stderr
     study = optuna.load_study(study_name="fanned", storage=url)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2

@@ -13,10 +13,14 @@ from pathlib import Path
 
 from tests.tiny_models import CUES, FILLER
 
-WORDS = FILLER + [w for cues in CUES.values() for w in cues] + (
-    "classify the emotion of this tweet answer is expressed yes no none labels user assistant model "
-    "system you are a careful annotator text emotions which of these"
-).split()
+WORDS = (
+    FILLER
+    + [w for cues in CUES.values() for w in cues]
+    + (
+        "classify the emotion of this tweet answer is expressed yes no none labels user assistant model "
+        "system you are a careful annotator text emotions which of these"
+    ).split()
+)
 
 LLAMA3_TEMPLATE = (
     "{% set loop_messages = messages %}{% for message in loop_messages %}"
@@ -50,12 +54,27 @@ MISTRAL_TEMPLATE = (
 FAMILIES = {
     "llama": (
         ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
-        "<|begin_of_text|>", "<|eot_id|>", None, LLAMA3_TEMPLATE, False,
+        "<|begin_of_text|>",
+        "<|eot_id|>",
+        None,
+        LLAMA3_TEMPLATE,
+        False,
     ),
-    "qwen2": (["<|endoftext|>", "<|im_start|>", "<|im_end|>"], None, "<|im_end|>", "<|endoftext|>", QWEN2_TEMPLATE, False),
+    "qwen2": (
+        ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        None,
+        "<|im_end|>",
+        "<|endoftext|>",
+        QWEN2_TEMPLATE,
+        False,
+    ),
     "gemma": (
         ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"],
-        "<bos>", "<eos>", "<pad>", GEMMA_TEMPLATE, True,
+        "<bos>",
+        "<eos>",
+        "<pad>",
+        GEMMA_TEMPLATE,
+        True,
     ),
     "mistral": (["<unk>", "<s>", "</s>", "[INST]", "[/INST]"], "<s>", "</s>", None, MISTRAL_TEMPLATE, True),
 }
@@ -120,8 +139,7 @@ def tiny_config(family: str, tokenizer, hidden: int = 32, layers: int = 2, **ove
     return cls(**{**sizes, **overrides})
 
 
-def tiny_llm(family: str = "llama", seed: int = 0, hidden: int = 32, attn: str = "sdpa", std: float = 0.3,
-             **overrides):
+def tiny_llm(family: str = "llama", seed: int = 0, hidden: int = 32, attn: str = "sdpa", std: float = 0.3, **overrides):
     """``(model, tokenizer)``: a random causal LM of ``family`` in eval mode, fp32, and its tokenizer;
     weights drawn with standard deviation ``std`` (0.02, the usual init, for models that train)."""
     import torch
@@ -151,8 +169,10 @@ def save_llm(folder: Path, family: str = "llama", seed: int = 0, **kwargs) -> Pa
 
 def _llama_cpp_permute(weights, n_head: int):
     """llama.cpp's row order for the q/k projections (its rotary embedding pairs rows differently)."""
-    return weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:]).swapaxes(1, 2).reshape(
-        weights.shape
+    return (
+        weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
     )
 
 
@@ -198,9 +218,15 @@ def write_gguf(model, tokenizer, path: Path) -> Path:
 
     state = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
     names = {
-        "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-        "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-        "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+        "input_layernorm": "attn_norm",
+        "post_attention_layernorm": "ffn_norm",
     }
     writer.add_tensor("token_embd.weight", state["model.embed_tokens.weight"])
     for i in range(config.num_hidden_layers):

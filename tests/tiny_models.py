@@ -127,9 +127,7 @@ def make_backbone(folder: Path, kind: str = "bert", seed: int = 0) -> Path:
     if kind == "bert":
         config = BertConfig(**common)
     else:
-        config = RobertaConfig(
-            **common, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id
-        )
+        config = RobertaConfig(**common, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     torch.manual_seed(seed)
     model = AutoModel.from_config(config)
     model.save_pretrained(folder)

@@ -40,12 +40,22 @@ def _global(
 
 
 COMMANDS = (
-    data.init, data.fetch, data.info, data.folds,
-    training.train, training.tune,
-    runs.runs, runs.thresholds, runs.ensemble,
-    leaderboard.submit, leaderboard.lb, leaderboard.evaluate,
-    reports.report, reports.compare,
-    runs.predict, examples.demo,
+    data.init,
+    data.fetch,
+    data.info,
+    data.folds,
+    training.train,
+    training.tune,
+    runs.runs,
+    runs.thresholds,
+    runs.ensemble,
+    leaderboard.submit,
+    leaderboard.lb,
+    leaderboard.evaluate,
+    reports.report,
+    reports.compare,
+    runs.predict,
+    examples.demo,
 )
 for command in COMMANDS:
     app.command()(command)

@@ -31,7 +31,9 @@ def fetch(
     ctx: typer.Context,
     slug: Annotated[str | None, typer.Argument(help="Competition slug (default: comp.yaml's).")] = None,
     from_: Annotated[Path | None, typer.Option("--from", help="A local folder or zip instead of Kaggle.")] = None,
-    hf: Annotated[str | None, typer.Option("--hf", help="A Hugging Face dataset NAME[:CONFIG] (cached when offline).")] = None,
+    hf: Annotated[
+        str | None, typer.Option("--hf", help="A Hugging Face dataset NAME[:CONFIG] (cached when offline).")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace competition files that differ from data/'s.")] = False,
 ) -> None:
     """Download the competition files into data/, validate them and infer the schema into comp.yaml."""
@@ -68,9 +70,13 @@ def info(ctx: typer.Context) -> None:
 
 def folds(
     ctx: typer.Context,
-    n_folds: Annotated[int | None, typer.Option("--folds", "-k", help="Number of folds (default: comp.yaml's).")] = None,
+    n_folds: Annotated[
+        int | None, typer.Option("--folds", "-k", help="Number of folds (default: comp.yaml's).")
+    ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default: comp.yaml's).")] = None,
-    group_column: Annotated[str | None, typer.Option("--group-column", help="Keep rows of a group in one fold.")] = None,
+    group_column: Annotated[
+        str | None, typer.Option("--group-column", help="Keep rows of a group in one fold.")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Rewrite the fold file if it exists.")] = False,
 ) -> None:
     """Write data/folds-k{K}-s{S}.csv (id, fold), stratified by label, and print the fold balance."""
@@ -97,5 +103,7 @@ def folds(
     for message in class_warnings(comp.Y, comp.classes, n_folds, settings.task):
         console.warn(message)
     if group_column and group_column != settings.group_column:
-        console.warn(f"comp train uses comp.yaml's group_column ({settings.group_column}); set group_column: "
-                     f"{group_column} there so that runs train on these grouped folds")
+        console.warn(
+            f"comp train uses comp.yaml's group_column ({settings.group_column}); set group_column: "
+            f"{group_column} there so that runs train on these grouped folds"
+        )

@@ -10,7 +10,9 @@ import typer
 
 def demo(
     ctx: typer.Context,
-    keep: Annotated[Path | None, typer.Option("--keep", help="Build the demo workspace here instead of a temp folder.")] = None,
+    keep: Annotated[
+        Path | None, typer.Option("--keep", help="Build the demo workspace here instead of a temp folder.")
+    ] = None,
 ) -> None:
     """Run the whole loop on a built-in synthetic competition in a fresh temporary workspace."""
     from comp.demo import run_demo

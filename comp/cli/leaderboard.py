@@ -33,9 +33,7 @@ def submit(
 
 def lb(
     ctx: typer.Context,
-    wait: Annotated[
-        bool, typer.Option("--wait", help="Poll Kaggle until the newest submission is scored.")
-    ] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Poll Kaggle until the newest submission is scored.")] = False,
     top: Annotated[
         int | None, typer.Option("--top", min=1, help="Also show the leaderboard's top N and your best rank.")
     ] = None,
@@ -45,9 +43,7 @@ def lb(
     timeout: Annotated[
         float, typer.Option("--timeout", min=0, help="--wait: give up after this many seconds.")
     ] = 900.0,
-    interval: Annotated[
-        float, typer.Option("--interval", min=0, help="--wait: seconds between polls.")
-    ] = 15.0,
+    interval: Annotated[float, typer.Option("--interval", min=0, help="--wait: seconds between polls.")] = 15.0,
     plot: Annotated[
         bool, typer.Option("--plot", help="Also write submissions/lb.png: honest CV against public LB.")
     ] = False,

@@ -28,9 +28,7 @@ def report(
     tables.seed_spread(ws, run)
     for note in rep.notes:
         console.warn(note)
-    console.echo(
-        f"wrote {ws.relative(rep.html)} ({', '.join(p.name for p in rep.figures.values())} embedded)"
-    )
+    console.echo(f"wrote {ws.relative(rep.html)} ({', '.join(p.name for p in rep.figures.values())} embedded)")
 
 
 def compare(
@@ -41,7 +39,9 @@ def compare(
         typer.Option("--out", help="Folder for the tables and figures (default: reports/compare-RUNS/)."),
     ] = None,
     method: Annotated[str, typer.Option("--method", help="OOF correlation: pearson | spearman.")] = "pearson",
-    metric: Annotated[str | None, typer.Option("--metric", help="CV of every run in this metric (default: comp.yaml's).")] = None,
+    metric: Annotated[
+        str | None, typer.Option("--metric", help="CV of every run in this metric (default: comp.yaml's).")
+    ] = None,
 ) -> None:
     """Per-class F1 (tuned) side by side, CV in one metric, and the OOF correlation between runs (low blends well)."""
     from comp.evaluation import direction

@@ -14,8 +14,12 @@ from comp.errors import CompError
 
 def runs(
     ctx: typer.Context,
-    metric: Annotated[str | None, typer.Option("--metric", help="Show every run's CV in this metric (where recorded).")] = None,
-    sort: Annotated[str | None, typer.Option("--sort", help="Best first by at_0.5 | tuned | honest (within one metric).")] = None,
+    metric: Annotated[
+        str | None, typer.Option("--metric", help="Show every run's CV in this metric (where recorded).")
+    ] = None,
+    sort: Annotated[
+        str | None, typer.Option("--sort", help="Best first by at_0.5 | tuned | honest (within one metric).")
+    ] = None,
 ) -> None:
     """List every run: model, folds, metric (↑ higher is better, ↓ lower), CV at 0.5 / tuned / honest, time."""
     from comp.evaluation import ESTIMATES
@@ -38,8 +42,12 @@ def runs(
         def rank(s):
             value = getattr(s, key)
             # the shown metric first; within a metric best first, whichever way it points; unscored last
-            return (s.metric != main, s.metric or "", value is None,
-                    0.0 if value is None else (-value if s.greater_is_better is not False else value))
+            return (
+                s.metric != main,
+                s.metric or "",
+                value is None,
+                0.0 if value is None else (-value if s.greater_is_better is not False else value),
+            )
 
         summaries = sorted(summaries, key=rank)
     tables.run_list(summaries, main, metric, sort)
@@ -49,7 +57,9 @@ def thresholds(
     ctx: typer.Context,
     run: Annotated[str, typer.Argument(help="Run name.")],
     metric: Annotated[str | None, typer.Option("--metric", help="Metric to tune for (default: comp.yaml's).")] = None,
-    offsets: Annotated[bool, typer.Option("--offsets", help="Multiclass: tune per-class offsets on the probabilities.")] = False,
+    offsets: Annotated[
+        bool, typer.Option("--offsets", help="Multiclass: tune per-class offsets on the probabilities.")
+    ] = False,
 ) -> None:
     """Re-fit a run's decision thresholds on its OOF for a metric and show what they gain, honestly
     estimated. A probability metric (log_loss, roc_auc_macro) is scored and recorded next to the
@@ -68,12 +78,16 @@ def thresholds(
     tables.scores(scores, f"run {run}")
     sign = 1.0 if scores.greater_is_better else -1.0
     if scores.tuned_for is not None and sign * (scores.honest - scores.at_05) < 0:
-        console.warn(f"tuned thresholds score worse than 0.5/argmax on held-out folds (honest {scores.honest:.4f} vs "
-                     f"{scores.at_05:.4f} {scores.metric}): they overfit the OOF"
-                     + (f"; consider `comp thresholds {run}` without --offsets" if offsets else ""))
+        console.warn(
+            f"tuned thresholds score worse than 0.5/argmax on held-out folds (honest {scores.honest:.4f} vs "
+            f"{scores.at_05:.4f} {scores.metric}): they overfit the OOF"
+            + (f"; consider `comp thresholds {run}` without --offsets" if offsets else "")
+        )
     if scores.tuned_for is None and data.scores.get("metric") not in (None, scores.metric):
-        console.echo(f"{scores.metric} scores probabilities: the decision thresholds stay tuned for "
-                     f"{data.scores.get('metric')}; recorded under other_metrics in {ws.relative(ws.run(run).scores)}")
+        console.echo(
+            f"{scores.metric} scores probabilities: the decision thresholds stay tuned for "
+            f"{data.scores.get('metric')}; recorded under other_metrics in {ws.relative(ws.run(run).scores)}"
+        )
     else:
         console.echo(f"wrote {ws.relative(ws.run(run).thresholds)} and {ws.relative(ws.run(run).scores)}")
 
@@ -83,11 +97,18 @@ def ensemble(
     runs: Annotated[list[str], typer.Argument(help="Runs to blend (trained on the same folds).")],
     name: Annotated[str, typer.Option("--name", help="Name of the ensemble run.")],
     method: Annotated[
-        str, typer.Option("--method", help="mean | rank | weighted (Caruana, on the metric) | stack (a meta-model per class).")
+        str,
+        typer.Option(
+            "--method", help="mean | rank | weighted (Caruana, on the metric) | stack (a meta-model per class)."
+        ),
     ] = "mean",
     metric: Annotated[str | None, typer.Option("--metric", help="Metric to optimise (default: comp.yaml's).")] = None,
-    meta_model: Annotated[str, typer.Option("--meta-model", help="stack: logistic | lightgbm (pip install 'comp[stack]').")] = "logistic",
-    meta_c: Annotated[float, typer.Option("--meta-c", help="stack, logistic: inverse L2 strength on standardised logits.")] = 1.0,
+    meta_model: Annotated[
+        str, typer.Option("--meta-model", help="stack: logistic | lightgbm (pip install 'comp[stack]').")
+    ] = "logistic",
+    meta_c: Annotated[
+        float, typer.Option("--meta-c", help="stack, logistic: inverse L2 strength on standardised logits.")
+    ] = 1.0,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing run of that name.")] = False,
 ) -> None:
     """Blend runs into a new run (oof, test, scores, thresholds, weights), honestly scored."""
@@ -102,8 +123,12 @@ def ensemble(
 def predict(
     ctx: typer.Context,
     run: Annotated[str, typer.Argument(help="A run trained with save_models: true.")],
-    test: Annotated[Path, typer.Option("--test", help="CSV with comp.yaml's id and text columns.", exists=True, dir_okay=False)],
-    out: Annotated[Path | None, typer.Option("--out", help="Output file (default: runs/RUN/predict-<file>.parquet).")] = None,
+    test: Annotated[
+        Path, typer.Option("--test", help="CSV with comp.yaml's id and text columns.", exists=True, dir_okay=False)
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output file (default: runs/RUN/predict-<file>.parquet).")
+    ] = None,
 ) -> None:
     """Predict a new file with a run's saved fold models (their probabilities averaged)."""
     from comp.atomic import write_csv, write_parquet

@@ -35,12 +35,30 @@ from comp.executors.options import (
 )
 from comp.workspace import Workspace
 
-__all__ = ["EXECUTORS", "SLURM_CLUSTERS", "FanOut", "LaunchOptions", "Task", "check_command_available", "comp_command",
-           "execute", "fan_out_train", "fan_out_tune", "launch_options", "log_tail"]
+__all__ = [
+    "EXECUTORS",
+    "SLURM_CLUSTERS",
+    "FanOut",
+    "LaunchOptions",
+    "Task",
+    "check_command_available",
+    "comp_command",
+    "execute",
+    "fan_out_train",
+    "fan_out_tune",
+    "launch_options",
+    "log_tail",
+]
 
 
-def execute(tasks: list[Task], options: LaunchOptions, folder: Path, *, command: list[str] | None = None,
-            progress: Callable[[list[Task]], None] | None = None) -> list[Task]:
+def execute(
+    tasks: list[Task],
+    options: LaunchOptions,
+    folder: Path,
+    *,
+    command: list[str] | None = None,
+    progress: Callable[[list[Task]], None] | None = None,
+) -> list[Task]:
     """Run ``tasks`` with the chosen executor; returns them with their final status."""
     if options.executor == "local":
         from comp.executors.local import run_local
@@ -62,49 +80,111 @@ class FanOut:
         return [t for t in self.tasks if t.failed]
 
 
-def fan_out_train(ws: Workspace, config_path: Path, options: LaunchOptions, *, n_folds: int | None = None,
-                  seed: int | None = None, only_fold: int | None = None, overrides: list[str] | None = None,
-                  name: str | None = None, force: bool = False, seeds: int | None = None,
-                  echo: Callable[[str], None] | None = None, command: list[str] | None = None,
-                  progress: Callable[[list[Task]], None] | None = None) -> FanOut:
+def fan_out_train(
+    ws: Workspace,
+    config_path: Path,
+    options: LaunchOptions,
+    *,
+    n_folds: int | None = None,
+    seed: int | None = None,
+    only_fold: int | None = None,
+    overrides: list[str] | None = None,
+    name: str | None = None,
+    force: bool = False,
+    seeds: int | None = None,
+    echo: Callable[[str], None] | None = None,
+    command: list[str] | None = None,
+    progress: Callable[[list[Task]], None] | None = None,
+) -> FanOut:
     """`comp train ... --executor`: one task per missing (fold, seed), then the run's result."""
     from comp.train import TrainResult, finish_run, fold_facts, prepare_run
 
     overrides = [*(overrides or []), *([f"seeds={seeds}"] if seeds is not None else [])]
     selected = None if only_fold is None else [only_fold]
-    plan = prepare_run(ws, config_path, n_folds=n_folds, seed=seed, overrides=overrides, name=name, force=force,
-                       selected=selected, echo=echo)
+    plan = prepare_run(
+        ws,
+        config_path,
+        n_folds=n_folds,
+        seed=seed,
+        overrides=overrides,
+        name=name,
+        force=force,
+        selected=selected,
+        echo=echo,
+    )
     done_before = [k for k in (selected or range(plan.n_folds)) if plan.fold_state(k) == "done"]
     units = plan.missing_units(selected)
     paths = plan.paths
-    base = ["--workspace", str(ws.root), "train", str(Path(config_path).resolve()), "--folds", str(plan.n_folds),
-            "--seed", str(plan.seed), "--name", paths.name, *[a for o in overrides for a in ("--set", o)]]
+    base = [
+        "--workspace",
+        str(ws.root),
+        "train",
+        str(Path(config_path).resolve()),
+        "--folds",
+        str(plan.n_folds),
+        "--seed",
+        str(plan.seed),
+        "--name",
+        paths.name,
+        *[a for o in overrides for a in ("--set", o)],
+    ]
     tasks = []
     for unit in units:
         argv = [*base, "--fold", str(unit.fold), *(["--seed-index", str(unit.seed)] if unit.n_seeds > 1 else [])]
         stem = f"fold-{unit.fold}" + (f"-seed-{unit.seed}" if unit.n_seeds > 1 else "")
         tasks.append(Task(unit.label, argv, paths.tasks_dir / f"{stem}.log"))
     if tasks:
-        plan.log(f"{options.executor} executor: {len(tasks)} task(s) "
-                 f"({', '.join(t.key for t in tasks[:6])}{', ...' if len(tasks) > 6 else ''})")
+        plan.log(
+            f"{options.executor} executor: {len(tasks)} task(s) "
+            f"({', '.join(t.key for t in tasks[:6])}{', ...' if len(tasks) > 6 else ''})"
+        )
         execute(tasks, options, paths.slurm_dir, command=command, progress=progress)
     pending, scores = finish_run(plan)
     trained = sorted({int(t.key.split()[1]) for t in tasks if t.status == "done"})
     fold_seconds = {k: float(s) for k, s in fold_facts(paths, plan.n_folds, "seconds").items() if s is not None}
-    result = TrainResult(paths.name, trained, done_before, pending, scores, fold_seconds, {}, plan.notes,
-                         plan.record.cv_optimistic_reason if plan.record.cv_optimistic else None)
+    result = TrainResult(
+        paths.name,
+        trained,
+        done_before,
+        pending,
+        scores,
+        fold_seconds,
+        {},
+        plan.notes,
+        plan.record.cv_optimistic_reason if plan.record.cv_optimistic else None,
+    )
     return FanOut(tasks, result)
 
 
-def fan_out_tune(ws: Workspace, config_path: Path, space_path: Path, argv: list[str], options: LaunchOptions,
-                 n_workers: int, *, study: str, n_folds: int | None = None, folds_subset: str | None = None,
-                 storage: str | None = None, overrides: list[str] | None = None, command: list[str] | None = None,
-                 progress: Callable[[list[Task]], None] | None = None) -> FanOut:
+def fan_out_tune(
+    ws: Workspace,
+    config_path: Path,
+    space_path: Path,
+    argv: list[str],
+    options: LaunchOptions,
+    n_workers: int,
+    *,
+    study: str,
+    n_folds: int | None = None,
+    folds_subset: str | None = None,
+    storage: str | None = None,
+    overrides: list[str] | None = None,
+    command: list[str] | None = None,
+    progress: Callable[[list[Task]], None] | None = None,
+) -> FanOut:
     """`comp tune ... --executor`: ``n_workers`` `comp tune` workers on one study (checked here first)."""
     from comp.tune.worker import setup_study
 
-    setup = setup_study(ws, config_path, space_path, study=study, n_folds=n_folds, folds_subset=folds_subset,
-                        storage=storage, overrides=overrides)
+    setup = setup_study(
+        ws,
+        config_path,
+        space_path,
+        study=study,
+        n_folds=n_folds,
+        folds_subset=folds_subset,
+        storage=storage,
+        overrides=overrides,
+    )
     base = ["--workspace", str(ws.root), *argv]
     tasks = [Task(f"worker {i}", base, setup.dir / "tasks" / f"worker-{i}.log") for i in range(n_workers)]
     execute(tasks, options, setup.dir / "slurm", command=command, progress=progress)

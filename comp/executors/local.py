@@ -27,8 +27,16 @@ def task_command(task: Task, options: LaunchOptions, command: list[str] | None =
         import sys
 
         # --standalone: a rendezvous on a free local port, so tasks side by side never collide
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                f"--nproc_per_node={options.gpus_per_task}", "-m", "comp", *task.argv]
+        return [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={options.gpus_per_task}",
+            "-m",
+            "comp",
+            *task.argv,
+        ]
     return [*(command or comp_command()), *task.argv]
 
 
@@ -47,8 +55,13 @@ def task_env(options: LaunchOptions, slot: int, slots: int) -> tuple[dict[str, s
     return env, where
 
 
-def run_local(tasks: list[Task], options: LaunchOptions, *, command: list[str] | None = None,
-              progress: Callable[[list[Task]], None] | None = None) -> list[Task]:
+def run_local(
+    tasks: list[Task],
+    options: LaunchOptions,
+    *,
+    command: list[str] | None = None,
+    progress: Callable[[list[Task]], None] | None = None,
+) -> list[Task]:
     slots = options.slots(len(tasks))
     free = list(range(slots))
     queue = list(tasks)
@@ -61,8 +74,13 @@ def run_local(tasks: list[Task], options: LaunchOptions, *, command: list[str] |
                 env, task.where = task_env(options, slot, slots)
                 task.log.parent.mkdir(parents=True, exist_ok=True)
                 log = open(task.log, "w", encoding="utf-8")  # closed when the task ends
-                process = subprocess.Popen(task_command(task, options, command), stdout=log, stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL, env=env)
+                process = subprocess.Popen(
+                    task_command(task, options, command),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                )
                 task.status = f"running (pid {process.pid})"
                 running[slot] = (task, process, time.perf_counter(), log)
                 report(tasks)

@@ -29,7 +29,7 @@ class LaunchOptions:
     def device_groups(self) -> list[tuple[str, ...]]:
         """The GPUs of each local slot: ``devices`` cut into groups of ``gpus_per_task``."""
         g = self.gpus_per_task
-        return [self.devices[i:i + g] for i in range(0, len(self.devices), g)]
+        return [self.devices[i : i + g] for i in range(0, len(self.devices), g)]
 
     def slots(self, n_tasks: int) -> int:
         """How many tasks the local executor runs at once."""
@@ -38,10 +38,18 @@ class LaunchOptions:
         return max(1, min(self.workers or os.cpu_count() or 1, n_tasks))
 
 
-def launch_options(executor: str, *, workers: int | None = None, devices: str | None = None, gpus_per_task: int = 1,
-                   slurm_partition: str | None = None, slurm_gpus_per_task: int | None = None,
-                   slurm_time: str | None = None, max_parallel: int | None = None,
-                   slurm_cluster: str = "slurm") -> LaunchOptions:
+def launch_options(
+    executor: str,
+    *,
+    workers: int | None = None,
+    devices: str | None = None,
+    gpus_per_task: int = 1,
+    slurm_partition: str | None = None,
+    slurm_gpus_per_task: int | None = None,
+    slurm_time: str | None = None,
+    max_parallel: int | None = None,
+    slurm_cluster: str = "slurm",
+) -> LaunchOptions:
     """The CLI's fan-out options, checked: every mistake is one line before anything starts."""
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor {executor}: choose one of {', '.join(EXECUTORS)}")
@@ -53,19 +61,38 @@ def launch_options(executor: str, *, workers: int | None = None, devices: str | 
     if len(set(groups)) != len(groups):
         raise ConfigError(f"--devices {devices}: a GPU is listed twice")
     if groups and len(groups) % gpus_per_task:
-        raise ConfigError(f"--devices {devices}: {len(groups)} GPUs do not split into groups of --gpus-per-task "
-                          f"{gpus_per_task}; list a multiple of {gpus_per_task}")
+        raise ConfigError(
+            f"--devices {devices}: {len(groups)} GPUs do not split into groups of --gpus-per-task "
+            f"{gpus_per_task}; list a multiple of {gpus_per_task}"
+        )
     if executor == "slurm" and (workers is not None or devices is not None):
-        raise ConfigError("--workers and --devices are for --executor local; Slurm places the tasks "
-                          "(--max-parallel caps how many run at once, --slurm-gpus-per-task sizes each)")
-    if executor == "local" and any(v is not None for v in (slurm_partition, slurm_gpus_per_task, slurm_time, max_parallel)):
-        raise ConfigError("--slurm-partition, --slurm-gpus-per-task, --slurm-time and --max-parallel are for "
-                          "--executor slurm")
+        raise ConfigError(
+            "--workers and --devices are for --executor local; Slurm places the tasks "
+            "(--max-parallel caps how many run at once, --slurm-gpus-per-task sizes each)"
+        )
+    if executor == "local" and any(
+        v is not None for v in (slurm_partition, slurm_gpus_per_task, slurm_time, max_parallel)
+    ):
+        raise ConfigError(
+            "--slurm-partition, --slurm-gpus-per-task, --slurm-time and --max-parallel are for --executor slurm"
+        )
     if executor == "slurm" and slurm_cluster == "slurm":
-        check_command_available("sbatch", "--executor slurm submits with sbatch from a Slurm login node; use "
-                                          "--executor local here (or --slurm-cluster local to try the set-up)")
-    return LaunchOptions(executor, workers, groups, gpus_per_task, slurm_partition, slurm_gpus_per_task,
-                         _minutes(slurm_time), max_parallel, slurm_cluster)
+        check_command_available(
+            "sbatch",
+            "--executor slurm submits with sbatch from a Slurm login node; use "
+            "--executor local here (or --slurm-cluster local to try the set-up)",
+        )
+    return LaunchOptions(
+        executor,
+        workers,
+        groups,
+        gpus_per_task,
+        slurm_partition,
+        slurm_gpus_per_task,
+        _minutes(slurm_time),
+        max_parallel,
+        slurm_cluster,
+    )
 
 
 def _minutes(text: str | None) -> int | None:

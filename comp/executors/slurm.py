@@ -99,8 +99,11 @@ def make_executor(options: LaunchOptions, folder: Path, n_tasks: int):
     if options.slurm_time_min is not None:
         params["timeout_min"] = options.slurm_time_min
     if options.slurm_cluster == "slurm":
-        gpus = options.slurm_gpus_per_task if options.slurm_gpus_per_task is not None else (
-            options.gpus_per_task if options.gpus_per_task > 1 else None)
+        gpus = (
+            options.slurm_gpus_per_task
+            if options.slurm_gpus_per_task is not None
+            else (options.gpus_per_task if options.gpus_per_task > 1 else None)
+        )
         params.update({"slurm_array_parallelism": options.max_parallel or n_tasks})
         if options.slurm_partition:
             params["slurm_partition"] = options.slurm_partition
@@ -129,8 +132,14 @@ def _job_tail(job) -> str:
     return "\n".join(parts) or "(no log)"
 
 
-def run_slurm(tasks: list[Task], options: LaunchOptions, folder: Path, *, command: list[str] | None = None,
-              progress: Callable[[list[Task]], None] | None = None) -> list[Task]:
+def run_slurm(
+    tasks: list[Task],
+    options: LaunchOptions,
+    folder: Path,
+    *,
+    command: list[str] | None = None,
+    progress: Callable[[list[Task]], None] | None = None,
+) -> list[Task]:
     """Submit the tasks and follow them until every one has ended."""
     report = progress or (lambda tasks: None)
     jobs = submit(tasks, options, folder, command)

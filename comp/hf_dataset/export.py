@@ -60,10 +60,7 @@ class ExportSummary:
         ]
         if self.dropped_features:
             out.append(f"features left out: {', '.join(self.dropped_features)}")
-        out.append(
-            "answer key: "
-            + (TEST_LABELS_CSV if self.has_answer_key else "none (the test labels are not real)")
-        )
+        out.append("answer key: " + (TEST_LABELS_CSV if self.has_answer_key else "none (the test labels are not real)"))
         return out + self.notes
 
 
@@ -100,9 +97,7 @@ def export_hf_dataset(
     train_names, test_name = choose_splits(dsd, train_splits, test_split, spec)
     features = dsd[train_names[0]].features
     label = find_label(features, label_column, spec)
-    id_col = next((c for c in features if c == ID), None) or next(
-        (c for c in features if c.lower() == ID), None
-    )
+    id_col = next((c for c in features if c == ID), None) or next((c for c in features if c.lower() == ID), None)
     if id_col == label.name:
         id_col = None
     text_cols = [c for c, f in features.items() if is_string(f) and c not in (id_col, label.name)]
@@ -134,9 +129,7 @@ def export_hf_dataset(
         all_ids = pd.concat([p[0]["__dataset_id"] for p in [*train_parts, test_part]], ignore_index=True)
         ids_ok = bool(all_ids.notna().all() and all_ids.is_unique)
         if not ids_ok:
-            notes.append(
-                f"the '{id_col}' feature is not unique across the exported splits; ids were generated"
-            )
+            notes.append(f"the '{id_col}' feature is not unique across the exported splits; ids were generated")
     id_key = "__dataset_id" if ids_ok else "__generated_id"
 
     train_frames, dropped_rows = [], 0
@@ -163,11 +156,7 @@ def export_hf_dataset(
             answers[label.name] = plain_values(answers[label.name])
     else:
         n_missing = int(test_missing.sum())
-        why = (
-            "has no labels"
-            if n_missing in (0, len(test))
-            else f"lacks labels for {n_missing} of {len(test)} rows"
-        )
+        why = "has no labels" if n_missing in (0, len(test)) else f"lacks labels for {n_missing} of {len(test)} rows"
         hint = ""
         if test_name != "validation" and "validation" in dsd and "validation" not in train_names:
             hint = "; use the validation split as the test set (test_split='validation') to get one"

@@ -84,9 +84,7 @@ def _config_error(message: str, name: str, config: str | None, spec: str, offlin
         return DataError(
             f"the local cache holds several configs of {name} ({multiple.group(1)}); pick one with --hf {name}:CONFIG"
         )
-    return DataError(
-        f"cannot read Hugging Face dataset {spec}: {message.splitlines()[0] if message else 'ValueError'}"
-    )
+    return DataError(f"cannot read Hugging Face dataset {spec}: {message.splitlines()[0] if message else 'ValueError'}")
 
 
 def _not_cached(name: str, config: str | None, cached: list[str] | None = None) -> str:
@@ -94,7 +92,8 @@ def _not_cached(name: str, config: str | None, cached: list[str] | None = None) 
     args = f"'{name}', '{config}'" if config else f"'{name}'"
     others = f" (the cache holds its configs {', '.join(cached)})" if cached else ""
     return (
-        f"Hugging Face dataset {shown} is not in the local cache{others} and the hub cannot be reached: download it once "
+        f"Hugging Face dataset {shown} is not in the local cache{others} and the hub cannot be reached: download it "
+        "once "
         f'where there is internet (python -c "import datasets; datasets.load_dataset({args})") '
         "or point --hf at a local folder"
     )
@@ -102,9 +101,7 @@ def _not_cached(name: str, config: str | None, cached: list[str] | None = None) 
 
 def _as_dict(loaded, spec: str):
     if not hasattr(loaded, "keys"):
-        raise DataError(
-            f"Hugging Face dataset {spec} loaded as a single split; it needs 'train' and 'test' splits"
-        )
+        raise DataError(f"Hugging Face dataset {spec} loaded as a single split; it needs 'train' and 'test' splits")
     return loaded
 
 
@@ -142,5 +139,3 @@ def _listed(message: str, pattern: str) -> list[str] | None:
     with contextlib.suppress(ValueError, SyntaxError):
         return [str(v) for v in ast.literal_eval(match.group(1))]
     return None
-
-

@@ -42,10 +42,7 @@ class Label:
         return self.kind.endswith("_list")
 
 
-
-def choose_splits(
-    dsd, train_splits: list[str] | None, test_split: str | None, spec: str
-) -> tuple[list[str], str]:
+def choose_splits(dsd, train_splits: list[str] | None, test_split: str | None, spec: str) -> tuple[list[str], str]:
     available = list(dsd.keys())
     train_names = list(train_splits or ["train"])
     for split in [*train_names, *([test_split] if test_split else [])]:
@@ -77,9 +74,7 @@ def find_label(features, label_column: str | None, spec: str) -> Label:
                 f"feature '{label_column}' of {spec} ({features[label_column]}) cannot be a label; {SUPPORTED}"
             )
         return label
-    class_labels = [
-        lab for c, f in features.items() if (lab := label_kind(c, f)) and lab.kind.startswith("classlabel")
-    ]
+    class_labels = [lab for c, f in features.items() if (lab := label_kind(c, f)) and lab.kind.startswith("classlabel")]
     if len(class_labels) > 1:
         named = [lab for lab in class_labels if lab.name.lower() in LABEL_NAMES]
         if len(named) != 1:
@@ -146,8 +141,6 @@ def list_values(dsd, splits: list[str], column: str) -> list[str]:
     if not values:
         raise DataError(f"the label feature '{column}' holds no values in splits {', '.join(splits)}")
     return [str(v) for v in sorted(values)]
-
-
 
 
 def split_frame(ds, split: str, text_cols: list[str], label: Label, id_col: str | None, spec: str):

@@ -67,19 +67,31 @@ def reconcile(ledger: Ledger, kaggle: list[KaggleSubmission], in_progress: Calla
         if in_progress(entry):
             continue
         since = _parse_time(entry.time) - 600
-        matches = [sub for sub in kaggle if sub.ref not in known and sub.ref not in claimed
-                   and sub.file_name == Path(entry.file).name and sub.description == entry.message
-                   and _parse_time(sub.date) >= since]
+        matches = [
+            sub
+            for sub in kaggle
+            if sub.ref not in known
+            and sub.ref not in claimed
+            and sub.file_name == Path(entry.file).name
+            and sub.description == entry.message
+            and _parse_time(sub.date) >= since
+        ]
         if matches:
             sub = min(matches, key=lambda s: (_parse_time(s.date), s.ref))
             claimed.add(sub.ref)
-            changes[entry.id] = {"ref": sub.ref, "status": sub.status, "public_score": sub.public_score,
-                                 "private_score": sub.private_score,
-                                 "note": sub.error_description or "the upload was interrupted after Kaggle received it"}
+            changes[entry.id] = {
+                "ref": sub.ref,
+                "status": sub.status,
+                "public_score": sub.public_score,
+                "private_score": sub.private_score,
+                "note": sub.error_description or "the upload was interrupted after Kaggle received it",
+            }
         else:
-            changes[entry.id] = {"status": "not uploaded",
-                                 "note": "the upload was interrupted before Kaggle received the file; "
-                                         f"`comp submit {entry.run}` uploads it again"}
+            changes[entry.id] = {
+                "status": "not uploaded",
+                "note": "the upload was interrupted before Kaggle received the file; "
+                f"`comp submit {entry.run}` uploads it again",
+            }
     ledger.update_many(changes)
     return len(changes)
 
@@ -178,15 +190,11 @@ def lb_report(
     report = LbReport(entries=[], metric=settings.metric)
     with Ledger(ws.ledger_path, readonly=offline) as ledger:
         if not offline and not slug:
-            report.warnings.append(
-                "comp.yaml has no competition slug: showing the ledger without refreshing it"
-            )
+            report.warnings.append("comp.yaml has no competition slug: showing the ledger without refreshing it")
         elif not offline:
             newest = _newest_uploaded(ledger.entries())
             if wait and newest is None:
-                raise CompError(
-                    "nothing to wait for: no submission in the ledger was uploaded (`comp submit RUN`)"
-                )
+                raise CompError("nothing to wait for: no submission in the ledger was uploaded (`comp submit RUN`)")
             kaggle: list[KaggleSubmission] = []
             started = time.monotonic()
             backoff = first_backoff = max(interval, 0.5)  # seconds; doubles after each failure
@@ -206,7 +214,8 @@ def lb_report(
                     break
                 backoff = first_backoff
                 report.reconciled += reconcile(
-                    ledger, kaggle, lambda e: upload_in_progress(ws.submissions_dir, Path(e.file).name))
+                    ledger, kaggle, lambda e: upload_in_progress(ws.submissions_dir, Path(e.file).name)
+                )
                 updated, report.not_in_ledger = refresh(ledger, kaggle)
                 report.updated += updated
                 if not wait or ledger.get(newest.id).status not in ("pending", "uploading"):

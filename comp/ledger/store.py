@@ -108,8 +108,9 @@ class Ledger:
             return
         try:
             if readonly:
-                self._con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout,
-                                            isolation_level=None)
+                self._con = sqlite3.connect(
+                    f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout, isolation_level=None
+                )
             else:
                 from comp.atomic import storage_errors
 
@@ -177,16 +178,20 @@ class Ledger:
         text = str(exc)
         code = getattr(exc, "sqlite_errorcode", None)
         if code == sqlite3.SQLITE_FULL or "disk is full" in text:
-            return StorageError(f"cannot write {self.path}: the disk is full; free some space and retry "
-                                "(the ledger is unchanged)")
+            return StorageError(
+                f"cannot write {self.path}: the disk is full; free some space and retry (the ledger is unchanged)"
+            )
         if code == sqlite3.SQLITE_READONLY or "readonly" in text:
-            return StorageError(f"cannot write {self.path}: it or its folder is read-only; make submissions/ "
-                                "writable and retry (the ledger is unchanged)")
+            return StorageError(
+                f"cannot write {self.path}: it or its folder is read-only; make submissions/ "
+                "writable and retry (the ledger is unchanged)"
+            )
         if code == sqlite3.SQLITE_CANTOPEN or "unable to open" in text:
             return StorageError(f"cannot open {self.path} ({text}); check that submissions/ exists and is writable")
         if code == sqlite3.SQLITE_IOERR or "disk I/O error" in text:
-            return StorageError(f"cannot write {self.path}: disk I/O error ({text}); check the disk and retry "
-                                "(the ledger is unchanged)")
+            return StorageError(
+                f"cannot write {self.path}: disk I/O error ({text}); check the disk and retry (the ledger is unchanged)"
+            )
         if "locked" in text or "busy" in text:
             return CompError(f"{self.path} is locked: another comp process holds it; let it finish and retry")
         return CompError(
@@ -244,9 +249,7 @@ class Ledger:
                     raise ValueError(f"unknown ledger field(s) {sorted(unknown)}")
                 if fields:
                     assignments = ", ".join(f"{name} = ?" for name in fields)
-                    con.execute(
-                        f"UPDATE submissions SET {assignments} WHERE id = ?", [*fields.values(), entry_id]
-                    )
+                    con.execute(f"UPDATE submissions SET {assignments} WHERE id = ?", [*fields.values(), entry_id])
 
     def get(self, entry_id: int) -> LedgerEntry:
         rows = self._select("WHERE id = ?", (entry_id,))

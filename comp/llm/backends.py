@@ -158,8 +158,14 @@ class LlamaCppBackend(Backend):
         self.tokenizer = tokenizer
         self.max_length = n_ctx
         self.llm = llama_cpp.Llama(
-            model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
-            logits_all=True, verbose=False, seed=0, **llama_kwargs,
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_gpu_layers=n_gpu_layers,
+            logits_all=True,
+            verbose=False,
+            seed=0,
+            **llama_kwargs,
         )
 
     def close(self) -> None:

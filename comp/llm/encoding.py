@@ -90,9 +90,7 @@ def candidate_ids(tokenizer, prompt: Prompt, candidates: Sequence[Candidate]) ->
     """``(context ids, target ids)`` of each candidate, tokenised after the prompt's tail."""
     before = prompt.head + "x" + prompt.tail  # the row's own end is unknown here; "x" stands for it
     contexts = continuation_ids(tokenizer, [before] * len(candidates), [c.context for c in candidates])
-    targets = continuation_ids(
-        tokenizer, [before + c.context for c in candidates], [c.target for c in candidates]
-    )
+    targets = continuation_ids(tokenizer, [before + c.context for c in candidates], [c.target for c in candidates])
     for c, target in zip(candidates, targets, strict=True):
         if not target:
             raise ConfigError(f"the answer {c.target!r} has no tokens; give every label a non-empty answer")
@@ -151,9 +149,7 @@ def encode(
     cands = candidate_ids(tokenizer, prompt, candidates)
     longest = max((len(c) + len(t) for c, t in cands), default=0)
     text = continuation_ids(tokenizer, [prompt.head] * len(texts), texts)
-    tail = (
-        continuation_ids(tokenizer, texts, [prompt.tail] * len(texts)) if prompt.tail else [[] for _ in texts]
-    )
+    tail = continuation_ids(tokenizer, texts, [prompt.tail] * len(texts)) if prompt.tail else [[] for _ in texts]
     fixed = len(head) + longest + max((len(t) for t in tail), default=0)
     room = max_length - fixed
     if room < 1:

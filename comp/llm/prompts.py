@@ -74,7 +74,9 @@ def format_labels(classes: Sequence[str], descriptions: dict[str, str] | None = 
         return ", ".join(classes)
     unknown = sorted(set(descriptions) - set(classes))
     if unknown:
-        raise ConfigError(f"label descriptions name unknown labels: {', '.join(unknown)}; labels are: {', '.join(classes)}")
+        raise ConfigError(
+            f"label descriptions name unknown labels: {', '.join(unknown)}; labels are: {', '.join(classes)}"
+        )
     return "\n".join(f"- {c}: {descriptions[c]}" if descriptions.get(c) else f"- {c}" for c in classes)
 
 

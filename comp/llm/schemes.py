@@ -46,7 +46,9 @@ def _words(classes: Sequence[str], words: dict[str, Sequence[str]] | None) -> li
     words = words or {}
     unknown = sorted(set(words) - set(classes))
     if unknown:
-        raise ConfigError(f"answer words given for unknown labels: {', '.join(unknown)}; labels are: {', '.join(classes)}")
+        raise ConfigError(
+            f"answer words given for unknown labels: {', '.join(unknown)}; labels are: {', '.join(classes)}"
+        )
     out = []
     for c in classes:
         these = [str(w) for w in words.get(c, [c])]
@@ -128,7 +130,7 @@ class YesNo:
         if not prompt.question:
             raise ConfigError(
                 f"yes/no scoring asks one question per label; give the prompt a question with {LABEL}, "
-                "e.g. question: \"Is the emotion {label} expressed in this text?\""
+                'e.g. question: "Is the emotion {label} expressed in this text?"'
             )
         out = []
         for name in self.names:

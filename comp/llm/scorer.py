@@ -238,14 +238,20 @@ class CausalLMScorer:
         mask = torch.zeros(allowed.shape, dtype=self.dtype, device=self.device).masked_fill(~allowed, neg)
 
         # logits only where a target token is predicted: at its parent (the row's end, or a node)
-        scored = [(j, node) for j, ((c, _), path) in enumerate(zip(cands, trie.paths, strict=True)) for node in path[len(c) :]]
+        scored = [
+            (j, node) for j, ((c, _), path) in enumerate(zip(cands, trie.paths, strict=True)) for node in path[len(c) :]
+        ]
         parents = sorted({trie.parent[node] for _, node in scored})
         column = {p: (width - 1 if p < 0 else width + p) for p in parents}
         keep = torch.tensor([column[p] for p in parents], device=self.device)
         kwargs = {self._cache_kw: self._cache(prefix, batch)} if prefix is not None else {}
         out = self._forward(
-            input_ids=ids, attention_mask=mask[:, None], position_ids=pos, logits_to_keep=keep,
-            use_cache=prefix is not None, **kwargs,
+            input_ids=ids,
+            attention_mask=mask[:, None],
+            position_ids=pos,
+            logits_to_keep=keep,
+            use_cache=prefix is not None,
+            **kwargs,
         )
         self.stats.computed_tokens += int(lengths.sum()) + batch * n_nodes
         where = {p: i for i, p in enumerate(parents)}
@@ -266,7 +272,9 @@ class CausalLMScorer:
         ones = torch.ones((batch, n_head), dtype=torch.long, device=self.device)
         mask = torch.cat([ones, row_mask], dim=1)
         kwargs = {self._cache_kw: self._cache(prefix, batch)} if prefix is not None else {}
-        out = self._forward(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1, **kwargs)
+        out = self._forward(
+            input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1, **kwargs
+        )
         self.stats.computed_tokens += int(row_mask.sum())
         last = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V): the first answer token's
         row_layers = cache_layers(out)
@@ -275,9 +283,7 @@ class CausalLMScorer:
         chunk = max(1, self.max_sequences // batch)
         for start in range(0, len(cands), chunk):
             part = cands[start : start + chunk]
-            result[:, start : start + len(part)] = self._continue(
-                n_head, row_layers, mask, lengths, last, part
-            )
+            result[:, start : start + len(part)] = self._continue(n_head, row_layers, mask, lengths, last, part)
         return result
 
     def _continue(self, n_head, row_layers, mask, lengths, last, cands) -> np.ndarray:
@@ -336,7 +342,10 @@ class CausalLMScorer:
         cols = [[width - 1 - n + k for k in range(n)] + [width - 2] * (n_keep - n) for *_, n in seqs]
         targets = [s[len(s) - n :] + [0] * (n_keep - n) for _, _, s, n in seqs]
         out = self._forward(
-            input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False,
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            use_cache=False,
             logits_to_keep=torch.tensor(cols, device=self.device),
         )
         self.stats.computed_tokens += int(mask.sum())

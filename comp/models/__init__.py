@@ -45,9 +45,7 @@ def available_families() -> list[str]:
 
 def get_family(name: str, where: str = "config") -> ModuleType:
     if name not in FAMILIES:
-        raise ConfigError(
-            f"{where}: unknown model '{name}'; available models are: {', '.join(available_families())}"
-        )
+        raise ConfigError(f"{where}: unknown model '{name}'; available models are: {', '.join(available_families())}")
     module = importlib.import_module(FAMILIES[name])
     for attr in ("Config", "Model"):
         if not hasattr(module, attr):

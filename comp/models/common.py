@@ -34,8 +34,17 @@ def ngram_features(word_ngrams: list[int] | None, char_ngrams: list[int] | None,
 
     parts = []
     if word_ngrams:
-        parts.append(("word", TfidfVectorizer(analyzer="word", ngram_range=tuple(word_ngrams),
-                                              token_pattern=r"(?u)\b\w+\b|[^\w\s]", **vectorizer_args)))
+        parts.append(
+            (
+                "word",
+                TfidfVectorizer(
+                    analyzer="word",
+                    ngram_range=tuple(word_ngrams),
+                    token_pattern=r"(?u)\b\w+\b|[^\w\s]",
+                    **vectorizer_args,
+                ),
+            )
+        )
     if char_ngrams:
         parts.append(("char", TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(char_ngrams), **vectorizer_args)))
     return FeatureUnion(parts)
@@ -59,8 +68,9 @@ def check_estimator(estimator, keys: dict[str, str] | None = None) -> None:
         raise ConfigError(f"{key}: {value!r} is rejected by scikit-learn ({exc}); fix {key}") from None
 
 
-def _fit_logistic(X, y: np.ndarray, params: dict, sample_weight: np.ndarray | None = None
-                  ) -> tuple[object, list[tuple[type, str]]]:
+def _fit_logistic(
+    X, y: np.ndarray, params: dict, sample_weight: np.ndarray | None = None
+) -> tuple[object, list[tuple[type, str]]]:
     """One logistic regression, and the warnings it raised (a worker process cannot log them)."""
 
     with warnings.catch_warnings(record=True) as caught:
@@ -145,12 +155,16 @@ def one_vs_rest(
             problems.append(BinaryProblem(j, rows, y, weight))
         elif weighted:
             models[j] = float(np.average(T[:, j], weights=w))
-            warn(f"class '{name(j)}' carries weight on one side only in the training rows; predicting its "
-                 f"constant prevalence {models[j]:.3f}")
+            warn(
+                f"class '{name(j)}' carries weight on one side only in the training rows; predicting its "
+                f"constant prevalence {models[j]:.3f}"
+            )
         else:
             models[j] = float(y.mean())
-            warn(f"class '{name(j)}' is all {int(y[0])} in the training rows; predicting its constant "
-                 f"prevalence {models[j]:.0f}")
+            warn(
+                f"class '{name(j)}' is all {int(y[0])} in the training rows; predicting its constant "
+                f"prevalence {models[j]:.0f}"
+            )
     return models, problems
 
 
@@ -167,9 +181,17 @@ class LinearHead:
     probabilities of the same shape (rows sum to one for multiclass).
     """
 
-    def __init__(self, task: str, C: float = 1.0, class_weight: str | None = "balanced", max_iter: int = 1000,
-                 n_jobs: int = 1, warn: Callable[[str], None] | None = None, class_names: list[str] | None = None,
-                 random_state: int = 0):
+    def __init__(
+        self,
+        task: str,
+        C: float = 1.0,
+        class_weight: str | None = "balanced",
+        max_iter: int = 1000,
+        n_jobs: int = 1,
+        warn: Callable[[str], None] | None = None,
+        class_names: list[str] | None = None,
+        random_state: int = 0,
+    ):
         self.task = task
         self.C = C
         self.class_weight = None if class_weight in (None, "none") else class_weight
@@ -198,12 +220,22 @@ class LinearHead:
         return [LogisticRegression(**self._binary_params(n_features > n_samples))]
 
     def _multinomial_params(self) -> dict:
-        return {"C": self.C, "class_weight": self.class_weight, "max_iter": self.max_iter,
-                "random_state": self.random_state}
+        return {
+            "C": self.C,
+            "class_weight": self.class_weight,
+            "max_iter": self.max_iter,
+            "random_state": self.random_state,
+        }
 
     def _binary_params(self, dual: bool) -> dict:
-        return {"C": self.C, "class_weight": self.class_weight, "max_iter": self.max_iter, "solver": "liblinear",
-                "dual": dual, "random_state": self.random_state}
+        return {
+            "C": self.C,
+            "class_weight": self.class_weight,
+            "max_iter": self.max_iter,
+            "solver": "liblinear",
+            "dual": dual,
+            "random_state": self.random_state,
+        }
 
     def fit(self, X, Y: np.ndarray, sample_weight: np.ndarray | None = None) -> LinearHead:
         """``Y`` (n_samples, n_outputs): indicators, or soft targets in [0, 1] (multiclass rows summing
@@ -272,7 +304,9 @@ class LinearHead:
             present = np.unique(y)
             self.present_ = present
             if len(present) < 2:
-                self.warn(f"only class '{self._name(int(present[0]))}' carries weight in the training rows; predicting it")
+                self.warn(
+                    f"only class '{self._name(int(present[0]))}' carries weight in the training rows; predicting it"
+                )
                 self.models_ = None
                 return self
             params = {**self._multinomial_params(), "class_weight": None}

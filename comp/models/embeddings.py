@@ -100,9 +100,7 @@ class Encoder:
         tokenizer = load_tokenizer(self.config.backbone, self.resolved)
         self._tokens = TokenIds(tokenizer, self.resolved, self._cache_dir, self._writable)
         # a frozen encoder can hold its weights in the half-precision type directly
-        model = load_pretrained(
-            AutoModel, self.config.backbone, self.resolved, dtype=torch_dtype(self.precision)
-        )
+        model = load_pretrained(AutoModel, self.config.backbone, self.resolved, dtype=torch_dtype(self.precision))
         self._model = model.to(self.device).eval()
 
     def _compute(self, texts: list[str]) -> list[np.ndarray]:
@@ -114,7 +112,8 @@ class Encoder:
         n_long = int((lengths > max_length).sum())
         if n_long:
             self.log(
-                f"embeddings: {n_long} of {len(texts)} texts are longer than max_length={max_length} tokens and were truncated"
+                f"embeddings: {n_long} of {len(texts)} texts are longer than max_length={max_length} tokens and were "
+                "truncated"
             )
         ids = [self._tokens.truncate(r, max_length) for r in ids]
         pad_id = self._tokens.tokenizer.pad_token_id
@@ -237,9 +236,7 @@ class Model:
 
         path = Path(directory) / "head.pkl"
         if not path.is_file():
-            raise RunError(
-                f"{directory} holds no saved embeddings head (head.pkl); retrain with save_models: true"
-            )
+            raise RunError(f"{directory} holds no saved embeddings head (head.pkl); retrain with save_models: true")
         model = cls(config, task, context)
         model.scaler_, model.head_ = pickle.loads(path.read_bytes())
         model.head_.warn = context.warn

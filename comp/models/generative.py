@@ -139,8 +139,9 @@ def _check_longest_answer(c: Config, task: TaskInfo, tokenizer) -> None:
     try:
         encode(tokenizer, prompt, ["a text"], [Candidate("", prompt.lead + longest + prompt.end)], c.max_length or 2048)
     except ConfigError as exc:
-        raise ConfigError(f"max_length: {c.max_length} leaves no room for a text with the longest answer "
-                          f"({longest!r}): {exc}") from None
+        raise ConfigError(
+            f"max_length: {c.max_length} leaves no room for a text with the longest answer ({longest!r}): {exc}"
+        ) from None
 
 
 class AnswerCollator:
@@ -230,15 +231,33 @@ class Model:
         self._setup()
         Y = np.asarray(Y, dtype=np.float32)
         names = labelling.answer_names(self.task)
-        targets = sft.answers(Y, names, task=self.task.task, none=c.none_word, separator=c.separator,
-                              shuffle=c.shuffle_labels, seed=ctx.seed + c.seed)
-        weights = sft.example_weights(Y, power=c.rare_label_power, max_weight=c.max_example_weight) \
-            if c.rare_label_power > 0 else None
-        examples = sft.sft_examples(self.tokenizer_, self._prompt(), [str(t) for t in texts], targets,
-                                    max_length=self.max_length_, weights=weights)
+        targets = sft.answers(
+            Y,
+            names,
+            task=self.task.task,
+            none=c.none_word,
+            separator=c.separator,
+            shuffle=c.shuffle_labels,
+            seed=ctx.seed + c.seed,
+        )
+        weights = (
+            sft.example_weights(Y, power=c.rare_label_power, max_weight=c.max_example_weight)
+            if c.rare_label_power > 0
+            else None
+        )
+        examples = sft.sft_examples(
+            self.tokenizer_,
+            self._prompt(),
+            [str(t) for t in texts],
+            targets,
+            max_length=self.max_length_,
+            weights=weights,
+        )
         if weights is not None:
-            ctx.log(f"fold {ctx.fold}: example weights {weights.min():.2f}..{weights.max():.2f} "
-                    f"(rare_label_power {c.rare_label_power:g}, cap {c.max_example_weight:g})")
+            ctx.log(
+                f"fold {ctx.fold}: example weights {weights.min():.2f}..{weights.max():.2f} "
+                f"(rare_label_power {c.rare_label_power:g}, cap {c.max_example_weight:g})"
+            )
 
         set_seed(ctx.seed + c.seed)  # the adapter's initial weights
         model = self.strategy_.prepare(self._base(), base_path=self.resolved_, task_type="CAUSAL_LM")
@@ -248,15 +267,26 @@ class Model:
         if not resume and ctx.is_main_process:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
         args = arguments.training_arguments(
-            c, self.strategy_, output_dir=checkpoint_dir, log_dir=Path(ctx.fold_dir) / "tensorboard", has_valid=False,
-            n_rows=len(examples), precision=self.precision_, device=self.device_, seed=ctx.seed + c.seed,
-            greater_is_better=True)
+            c,
+            self.strategy_,
+            output_dir=checkpoint_dir,
+            log_dir=Path(ctx.fold_dir) / "tensorboard",
+            has_valid=False,
+            n_rows=len(examples),
+            precision=self.precision_,
+            device=self.device_,
+            seed=ctx.seed + c.seed,
+            greater_is_better=True,
+        )
         from comp.llm.sft import pad_id
 
         trainer = CompTrainer(
-            model=model, args=args, train_dataset=examples,
+            model=model,
+            args=args,
+            train_dataset=examples,
             data_collator=AnswerCollator(pad_id(self.tokenizer_), 8 if self.device_.type == "cuda" else None),
-            loss=lm_loss, groups=lambda m, no_decay: param_groups(m, c.lr, c.weight_decay, 1.0, no_decay),
+            loss=lm_loss,
+            groups=lambda m, no_decay: param_groups(m, c.lr, c.weight_decay, 1.0, no_decay),
         )
         if resume:
             ctx.log(f"fold {ctx.fold}: resuming from {Path(resume).name} (step {int(resume.rsplit('-', 1)[1])})")
@@ -279,13 +309,26 @@ class Model:
         if self.model_ is None:
             raise RunError("predict_proba called before fit or load")
         c = self.config
-        backend = TransformersBackend(self.model_, self.tokenizer_, max_length=self.max_length_,
-                                      batch_size=c.score_batch_size, method=c.method, reuse_prefix=c.reuse_prefix)
+        backend = TransformersBackend(
+            self.model_,
+            self.tokenizer_,
+            max_length=self.max_length_,
+            batch_size=c.score_batch_size,
+            method=c.method,
+            reuse_prefix=c.reuse_prefix,
+        )
         prompt = self._prompt()
         scheme = labelling.build_scheme(c, self.task, yes_no=False, none=c.none_word, separator=c.separator)
-        logprobs = labelling.scores_of(backend, prompt, [str(t) for t in texts], scheme.candidates(prompt),
-                                       cache_dir=None, identity="", log=self.context.log,
-                                       what=f"fold {self.context.fold}")
+        logprobs = labelling.scores_of(
+            backend,
+            prompt,
+            [str(t) for t in texts],
+            scheme.candidates(prompt),
+            cache_dir=None,
+            identity="",
+            log=self.context.log,
+            what=f"fold {self.context.fold}",
+        )
         return labelling.to_outputs(scheme.proba(logprobs), self.task)
 
     # -- persistence: the adapter only; the base comes from config.backbone
@@ -295,8 +338,13 @@ class Model:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.strategy_.save(self.model_, directory, self.config.backbone)
-        meta = {"backbone": self.config.backbone, "task": self.task.task, "classes": list(self.task.classes),
-                "max_length": self.max_length_, "strategy": self.strategy_.name}
+        meta = {
+            "backbone": self.config.backbone,
+            "task": self.task.task,
+            "classes": list(self.task.classes),
+            "max_length": self.max_length_,
+            "strategy": self.strategy_.name,
+        }
         write_text(directory / SAVED, json.dumps(meta, indent=2) + "\n")
 
     @classmethod

@@ -93,23 +93,38 @@ def use_chat(c: LabelPromptConfig, tokenizer) -> bool:
     return c.template == "chat" or (c.template == "auto" and has)
 
 
-def build_prompt(c: LabelPromptConfig, tokenizer, task: TaskInfo, *, yes_no: bool,
-                 examples: Sequence[tuple[str, str]] = ()):
+def build_prompt(
+    c: LabelPromptConfig, tokenizer, task: TaskInfo, *, yes_no: bool, examples: Sequence[tuple[str, str]] = ()
+):
     """The :class:`comp.llm.prompts.Prompt` of ``c`` for ``task``, with few-shot ``(text, answer)`` turns."""
     from comp.llm.prompts import chat_prompt, plain_prompt
 
     names = answer_names(task)
     question = (c.question or DEFAULT_QUESTION) if yes_no else None
     if use_chat(c, tokenizer):
-        return chat_prompt(tokenizer, c.prompt, classes=names, descriptions=c.label_descriptions, examples=examples,
-                           system=c.system, question=question, answer_prefix=c.answer_prefix)
+        return chat_prompt(
+            tokenizer,
+            c.prompt,
+            classes=names,
+            descriptions=c.label_descriptions,
+            examples=examples,
+            system=c.system,
+            question=question,
+            answer_prefix=c.answer_prefix,
+        )
     head = f"{c.system}\n\n" if c.system else ""
     prefix = c.answer_prefix or PLAIN_ANSWER
     if question is not None:
-        return plain_prompt(head + c.prompt, classes=names, descriptions=c.label_descriptions, examples=examples,
-                            question=f"\n{question}\n{prefix}")
-    return plain_prompt(f"{head}{c.prompt}\n{prefix}", classes=names, descriptions=c.label_descriptions,
-                        examples=examples)
+        return plain_prompt(
+            head + c.prompt,
+            classes=names,
+            descriptions=c.label_descriptions,
+            examples=examples,
+            question=f"\n{question}\n{prefix}",
+        )
+    return plain_prompt(
+        f"{head}{c.prompt}\n{prefix}", classes=names, descriptions=c.label_descriptions, examples=examples
+    )
 
 
 def build_scheme(c: LabelPromptConfig, task: TaskInfo, *, yes_no: bool, none: str = "none", separator: str = ", "):
@@ -149,8 +164,17 @@ def to_outputs(P: np.ndarray, task: TaskInfo) -> np.ndarray:
     return P[:, 1:2] if task.task == "binary" else P
 
 
-def scores_of(backend, prompt, texts: Sequence[str], candidates, *, cache_dir: Path | None, identity: str,
-              log: Callable[[str], None], what: str) -> np.ndarray:
+def scores_of(
+    backend,
+    prompt,
+    texts: Sequence[str],
+    candidates,
+    *,
+    cache_dir: Path | None,
+    identity: str,
+    log: Callable[[str], None],
+    what: str,
+) -> np.ndarray:
     """(n_rows, n_candidates) log-probabilities of ``texts``, scored in length-sorted chunks of
     :data:`CHUNK_ROWS` rows. With ``cache_dir`` each chunk is stored under a hash of ``identity``
     (the model and how it scores) and the chunk's token ids, so an interrupted fold resumes at its
@@ -161,8 +185,10 @@ def scores_of(backend, prompt, texts: Sequence[str], candidates, *, cache_dir: P
 
     enc = encode(backend.tokenizer, prompt, texts, candidates, backend.max_length)
     if enc.truncated.any():
-        log(f"{what}: {int(enc.truncated.sum())} of {len(texts)} texts were cut to fit max_length={backend.max_length} "
-            "tokens (from the text's end; instruction, examples and answers are whole)")
+        log(
+            f"{what}: {int(enc.truncated.sum())} of {len(texts)} texts were cut to fit max_length={backend.max_length} "
+            "tokens (from the text's end; instruction, examples and answers are whole)"
+        )
     out = np.zeros((len(texts), len(enc.candidates)))
     order = np.argsort([-len(r) for r in enc.rows], kind="stable")
     folder = Path(cache_dir) / "llm-scores" if cache_dir is not None else None
@@ -188,8 +214,10 @@ def scores_of(backend, prompt, texts: Sequence[str], candidates, *, cache_dir: P
             write_npy(path, values)
         out[chunk] = values
     if computed:
-        log(f"{what}: scored {computed} of {len(texts)} rows ({stats.tokens_per_s:,.0f} prompt tokens/s, "
-            f"{stats.rows_per_s:.1f} rows/s so far)")
+        log(
+            f"{what}: scored {computed} of {len(texts)} rows ({stats.tokens_per_s:,.0f} prompt tokens/s, "
+            f"{stats.rows_per_s:.1f} rows/s so far)"
+        )
     elif len(texts):
         log(f"{what}: {len(texts)} rows read from the scoring cache")
     return out

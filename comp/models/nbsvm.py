@@ -64,8 +64,17 @@ class Model:
     def _vectorizer(self):
         c = self.config
         # binary=True, use_idf=False, norm=None: presence features, as in the NB-SVM paper
-        return ngram_features(c.word_ngrams, c.char_ngrams, binary=True, use_idf=False, norm=None, min_df=c.min_df,
-                              max_features=c.max_features, strip_accents="unicode", dtype=np.float32)
+        return ngram_features(
+            c.word_ngrams,
+            c.char_ngrams,
+            binary=True,
+            use_idf=False,
+            norm=None,
+            min_df=c.min_df,
+            max_features=c.max_features,
+            strip_accents="unicode",
+            dtype=np.float32,
+        )
 
     def fit(self, texts: Sequence[str], Y: np.ndarray, valid=None, sample_weight: np.ndarray | None = None) -> Model:
         """Y: (n_samples, n_outputs) indicators or soft targets in [0, 1]; sample_weight: (n_samples,).
@@ -74,7 +83,9 @@ class Model:
         try:
             X = self.vectorizer_.fit_transform(list(texts)).tocsr()
         except ValueError as exc:  # e.g. min_df too high for a tiny fold
-            raise ConfigError(f"nbsvm: cannot build features ({exc}); lower min_df or widen the n-gram ranges") from None
+            raise ConfigError(
+                f"nbsvm: cannot build features ({exc}); lower min_df or widen the n-gram ranges"
+            ) from None
         a = self.config.alpha
         self.models_, problems = one_vs_rest(Y, sample_weight, self.context.warn, lambda j: self.task.classes[j])
         self.ratios_ = [None] * len(self.models_)
@@ -105,13 +116,21 @@ class Model:
 
         weight = None if self.config.class_weight == "none" or not balanced else "balanced"
         seed = self.context.seed if self.context is not None else 0
-        return LogisticRegression(C=self.config.C, class_weight=weight, solver="liblinear", dual=dual,
-                                  random_state=seed, max_iter=self.config.max_iter)
+        return LogisticRegression(
+            C=self.config.C,
+            class_weight=weight,
+            solver="liblinear",
+            dual=dual,
+            random_state=seed,
+            max_iter=self.config.max_iter,
+        )
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         X = self.vectorizer_.transform(list(texts)).tocsr()
-        columns = [np.full(X.shape[0], m) if r is None else m.predict_proba(X.multiply(r).tocsr())[:, 1]
-                   for r, m in zip(self.ratios_, self.models_, strict=True)]
+        columns = [
+            np.full(X.shape[0], m) if r is None else m.predict_proba(X.multiply(r).tocsr())[:, 1]
+            for r, m in zip(self.ratios_, self.models_, strict=True)
+        ]
         P = np.stack(columns, axis=1)
         if self.task.task == "multiclass":
             P = P / np.clip(P.sum(axis=1, keepdims=True), 1e-12, None)

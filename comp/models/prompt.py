@@ -75,7 +75,9 @@ class Config(LabelPromptConfig):
         if self.backend == "llama-cpp" and not gguf:
             raise ConfigError(f"{where}: backend: llama-cpp runs a .gguf file; point backbone at one")
         if self.backend == "vllm" and gguf:
-            raise ConfigError(f"{where}: backend: vllm takes a hub id or folder; use backend: llama-cpp for a .gguf file")
+            raise ConfigError(
+                f"{where}: backend: vllm takes a hub id or folder; use backend: llama-cpp for a .gguf file"
+            )
         if gguf and self.quantization != "none":
             raise ConfigError(f"{where}: a .gguf file is quantised already; set quantization: none")
 
@@ -97,8 +99,10 @@ def preflight(config: Config, task: TaskInfo) -> None:
     c = config
     labelling.check_label_keys(c, task)
     if _yes_no(c, task) and task.task != "multilabel":
-        raise ConfigError(f"scheme: yesno gives independent per-label probabilities, for multilabel tasks; this task "
-                          f"is {task.task}: use scheme: choice (or auto)")
+        raise ConfigError(
+            f"scheme: yesno gives independent per-label probabilities, for multilabel tasks; this task "
+            f"is {task.task}: use scheme: choice (or auto)"
+        )
     if c.backend == "llama-cpp":
         require("llama_cpp", "backend: llama-cpp")
     if c.backend == "vllm":
@@ -132,8 +136,10 @@ def _check_causal_lm(backbone: str, model_config) -> None:
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
     if type(model_config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
-        raise ConfigError(f"backbone '{backbone}' ({model_config.model_type}) is not a causal (decoder) language "
-                          "model; the LLM families need one, e.g. an instruction-tuned Llama, Qwen2, Gemma or Mistral")
+        raise ConfigError(
+            f"backbone '{backbone}' ({model_config.model_type}) is not a causal (decoder) language "
+            "model; the LLM families need one, e.g. an instruction-tuned Llama, Qwen2, Gemma or Mistral"
+        )
 
 
 def _check_prompt_fits(c, task: TaskInfo, tokenizer, limit: int) -> None:
@@ -183,9 +189,20 @@ class Model:
         change between folds, only the prompt's examples do."""
         if self.backend_ is not None:
             return
-        key = repr((self.config.backbone, self.config.backend, self.config.device, self.config.precision,
-                    self.config.quantization, self.config.max_length, self.config.score_batch_size,
-                    self.config.method, self.config.reuse_prefix, self.config.n_gpu_layers))
+        key = repr(
+            (
+                self.config.backbone,
+                self.config.backend,
+                self.config.device,
+                self.config.precision,
+                self.config.quantization,
+                self.config.max_length,
+                self.config.score_batch_size,
+                self.config.method,
+                self.config.reuse_prefix,
+                self.config.n_gpu_layers,
+            )
+        )
         if key in _LOADED:
             self.backend_, self.identity_ = _LOADED[key]
             return
@@ -202,8 +219,9 @@ class Model:
         c = self.config
         gguf = is_gguf(c.backbone)
         if c.backend == "llama-cpp":
-            self.backend_ = backends.LlamaCppBackend(Path(c.backbone).expanduser(), n_ctx=c.max_length or 4096,
-                                                     n_gpu_layers=c.n_gpu_layers)
+            self.backend_ = backends.LlamaCppBackend(
+                Path(c.backbone).expanduser(), n_ctx=c.max_length or 4096, n_gpu_layers=c.n_gpu_layers
+            )
             self.identity_ = labelling.model_identity("llama-cpp", _file_id(c.backbone), c.max_length)
             return
         if c.backend == "vllm":
@@ -224,12 +242,25 @@ class Model:
             model = labelling.load_causal_lm(c.backbone, resolved, weights, device)
             source = hub.fingerprint(resolved)
         model.eval()
-        self.backend_ = backends.TransformersBackend(model, tokenizer, max_length=c.max_length,
-                                                     batch_size=c.score_batch_size, method=c.method,
-                                                     reuse_prefix=c.reuse_prefix)
-        self.identity_ = labelling.model_identity("transformers", source, precision, c.quantization, device.type,
-                                                  c.method, c.reuse_prefix, c.score_batch_size,
-                                                  self.backend_.max_length)
+        self.backend_ = backends.TransformersBackend(
+            model,
+            tokenizer,
+            max_length=c.max_length,
+            batch_size=c.score_batch_size,
+            method=c.method,
+            reuse_prefix=c.reuse_prefix,
+        )
+        self.identity_ = labelling.model_identity(
+            "transformers",
+            source,
+            precision,
+            c.quantization,
+            device.type,
+            c.method,
+            c.reuse_prefix,
+            c.score_batch_size,
+            self.backend_.max_length,
+        )
 
     # -- "training": the few-shot examples
     def fit(self, texts: Sequence[str], Y: np.ndarray, valid=None) -> Model:
@@ -256,8 +287,9 @@ class Model:
         self.example_rows_ = self.test_example_rows_ = np.zeros(0, dtype=np.int64)
         if c.few_shot:
             eligible = np.array([len(str(t)) <= c.few_shot_max_chars for t in all_texts])
-            self.example_rows_ = select_examples(all_Y, c.few_shot, folds=folds, fold=ctx.fold, seed=c.seed,
-                                                 eligible=eligible)
+            self.example_rows_ = select_examples(
+                all_Y, c.few_shot, folds=folds, fold=ctx.fold, seed=c.seed, eligible=eligible
+            )
             # the test prompt: all of train in file order, so every fold draws the same examples
             self.test_example_rows_ = select_examples(all_Y, c.few_shot, seed=c.seed, eligible=eligible)
         names = labelling.answer_names(self.task)
@@ -270,8 +302,10 @@ class Model:
 
         self.examples_, self.test_examples_ = pairs(self.example_rows_), pairs(self.test_example_rows_)
         if c.few_shot:
-            ctx.log(f"fold {ctx.fold}: {len(self.examples_)} few-shot examples from the other folds' rows; the test "
-                    f"prompt's {len(self.test_examples_)} from all of train")
+            ctx.log(
+                f"fold {ctx.fold}: {len(self.examples_)} few-shot examples from the other folds' rows; the test "
+                f"prompt's {len(self.test_examples_)} from all of train"
+            )
         return self
 
     # -- scoring
@@ -285,8 +319,16 @@ class Model:
         scheme = labelling.build_scheme(c, task, yes_no=yes_no)
         candidates = scheme.candidates(prompt)
         cache = self.context.cache_dir if c.cache_scores and self.context.is_main_process else None
-        logprobs = labelling.scores_of(self.backend_, prompt, [str(t) for t in texts], candidates, cache_dir=cache,
-                                       identity=self.identity_, log=self.context.log, what=what)
+        logprobs = labelling.scores_of(
+            self.backend_,
+            prompt,
+            [str(t) for t in texts],
+            candidates,
+            cache_dir=cache,
+            identity=self.identity_,
+            log=self.context.log,
+            what=what,
+        )
         return labelling.to_outputs(scheme.proba(logprobs), task)
 
     def predict_oof(self, texts: Sequence[str]) -> np.ndarray:
@@ -298,8 +340,10 @@ class Model:
         rows = partial_rows(len(texts), c.score_rows, c.seed, self.context.fold)
         out = np.full((len(texts), self.task.n_outputs), np.nan)
         if len(rows) < len(texts):
-            self.context.log(f"fold {self.context.fold}: score_rows {c.score_rows:g}: scoring {len(rows)} of "
-                             f"{len(texts)} held-out rows (a partial OOF, not blendable)")
+            self.context.log(
+                f"fold {self.context.fold}: score_rows {c.score_rows:g}: scoring {len(rows)} of "
+                f"{len(texts)} held-out rows (a partial OOF, not blendable)"
+            )
         out[rows] = self._proba([texts[i] for i in rows], self.examples_, f"fold {self.context.fold} held-out")
         return out
 
@@ -313,11 +357,16 @@ class Model:
     def save(self, directory: Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        meta = {"backbone": self.config.backbone, "task": self.task.task, "classes": list(self.task.classes),
-                "examples": [list(e) for e in self.examples_], "test_examples": [list(e) for e in self.test_examples_],
-                # positions in train.csv, to check what each prompt was shown
-                "example_rows": [int(i) for i in self.example_rows_],
-                "test_example_rows": [int(i) for i in self.test_example_rows_]}
+        meta = {
+            "backbone": self.config.backbone,
+            "task": self.task.task,
+            "classes": list(self.task.classes),
+            "examples": [list(e) for e in self.examples_],
+            "test_examples": [list(e) for e in self.test_examples_],
+            # positions in train.csv, to check what each prompt was shown
+            "example_rows": [int(i) for i in self.example_rows_],
+            "test_example_rows": [int(i) for i in self.test_example_rows_],
+        }
         write_text(directory / SAVED, json.dumps(meta, indent=2) + "\n")
 
     @classmethod

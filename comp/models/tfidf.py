@@ -50,7 +50,9 @@ class Config(ModelConfig):
         if self.n_jobs == 0:
             raise ConfigError(f"{where}: n_jobs must be a number of processes (1, 2, ...) or -1 for all cores, got 0")
         if isinstance(self.max_df, int) and self.max_df < self.min_df:
-            raise ConfigError(f"{where}: max_df {self.max_df} is below min_df {self.min_df}: no n-gram can pass both; raise max_df")
+            raise ConfigError(
+                f"{where}: max_df {self.max_df} is below min_df {self.min_df}: no n-gram can pass both; raise max_df"
+            )
 
 
 def preflight(config: Config, task: TaskInfo) -> None:
@@ -70,9 +72,17 @@ class Model:
 
     def _vectorizer(self):
         c = self.config
-        return ngram_features(c.word_ngrams, c.char_ngrams, min_df=c.min_df, max_df=c.max_df,
-                              max_features=c.max_features, sublinear_tf=c.sublinear_tf, lowercase=c.lowercase,
-                              strip_accents=c.strip_accents, dtype=np.float32)
+        return ngram_features(
+            c.word_ngrams,
+            c.char_ngrams,
+            min_df=c.min_df,
+            max_df=c.max_df,
+            max_features=c.max_features,
+            sublinear_tf=c.sublinear_tf,
+            lowercase=c.lowercase,
+            strip_accents=c.strip_accents,
+            dtype=np.float32,
+        )
 
     def fit(self, texts: Sequence[str], Y: np.ndarray, valid=None, sample_weight: np.ndarray | None = None) -> Model:
         """Y: (n_samples, n_outputs) indicators or soft targets; sample_weight: (n_samples,) or None."""
@@ -80,14 +90,23 @@ class Model:
         try:
             X = self.vectorizer_.fit_transform(list(texts))
         except ValueError as exc:  # e.g. min_df too high for a tiny fold
-            raise ConfigError(f"tfidf: cannot build features ({exc}); lower min_df or widen the n-gram ranges") from None
+            raise ConfigError(
+                f"tfidf: cannot build features ({exc}); lower min_df or widen the n-gram ranges"
+            ) from None
         self.head_ = self._head(self.context).fit(X, Y, sample_weight)
         return self
 
     def _head(self, context: FoldContext | None) -> LinearHead:
-        return LinearHead(self.task.task, self.config.C, self.config.class_weight, self.config.max_iter,
-                          self.config.n_jobs, warn=context.warn if context else None, class_names=self.task.classes,
-                          random_state=context.seed if context else 0)
+        return LinearHead(
+            self.task.task,
+            self.config.C,
+            self.config.class_weight,
+            self.config.max_iter,
+            self.config.n_jobs,
+            warn=context.warn if context else None,
+            class_names=self.task.classes,
+            random_state=context.seed if context else 0,
+        )
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return self.head_.predict_proba(self.vectorizer_.transform(list(texts)))

@@ -140,15 +140,23 @@ class Model:
         checks.check_distributed(c, self.device_)
         self.strategy_ = strategies.choose(c)
         self.tokenizer_ = hub.load_tokenizer(c.backbone, self.resolved_, padding_side="right")
-        self.tokens_ = TokenIds(self.tokenizer_, self.resolved_, self.context.cache_dir,
-                                self.context.is_main_process, PromptTemplate(c.prompt_template), c.tail_tokens)
+        self.tokens_ = TokenIds(
+            self.tokenizer_,
+            self.resolved_,
+            self.context.cache_dir,
+            self.context.is_main_process,
+            PromptTemplate(c.prompt_template),
+            c.tail_tokens,
+        )
 
     def _ids(self, texts: Sequence[str], what: str) -> list[np.ndarray]:
         ids, lengths = self.tokens_.encode(texts)
         n_long = int((lengths > self.max_length_).sum())
         if n_long:
-            self.context.log(f"{what}: {n_long} of {len(ids)} texts are longer than max_length={self.max_length_} "
-                             "tokens and were truncated")
+            self.context.log(
+                f"{what}: {n_long} of {len(ids)} texts are longer than max_length={self.max_length_} "
+                "tokens and were truncated"
+            )
         return [self.tokens_.truncate(r, self.max_length_) for r in ids]
 
     def _set_max_length(self, lengths: np.ndarray) -> None:
@@ -156,11 +164,15 @@ class Model:
         limit = self.tokens_.store_length
         if c.max_length == "auto":
             self.max_length_ = checks.auto_max_length(lengths, c.max_length_percentile, min(limit, c.max_length_cap))
-            self.context.log(f"max_length auto: {self.max_length_} tokens (percentile {c.max_length_percentile:g} of "
-                             f"{len(lengths)} training texts, longest {int(lengths.max()) if len(lengths) else 0})")
+            self.context.log(
+                f"max_length auto: {self.max_length_} tokens (percentile {c.max_length_percentile:g} of "
+                f"{len(lengths)} training texts, longest {int(lengths.max()) if len(lengths) else 0})"
+            )
         elif c.max_length > limit:
-            raise ConfigError(f"max_length {c.max_length} exceeds what backbone '{c.backbone}' accepts "
-                              f"({limit} tokens); lower max_length")
+            raise ConfigError(
+                f"max_length {c.max_length} exceeds what backbone '{c.backbone}' accepts "
+                f"({limit} tokens); lower max_length"
+            )
         else:
             self.max_length_ = int(c.max_length)
         self.tokens_.check_tail(self.max_length_)
@@ -178,8 +190,17 @@ class Model:
 
         c, ctx = self.config, self.context
         set_seed(ctx.seed + c.seed)  # the new head's (and adapter's) initial weights
-        model = classifier.build(c, self.task, self.resolved_, self.tokenizer_, self.strategy_, self.precision_,
-                                 self.device_, ctx.log, run={"total_step": total_steps})
+        model = classifier.build(
+            c,
+            self.task,
+            self.resolved_,
+            self.tokenizer_,
+            self.strategy_,
+            self.precision_,
+            self.device_,
+            ctx.log,
+            run={"total_step": total_steps},
+        )
         self.tricks_ = tricks.build(c)
         for trick in self.tricks_:
             if hasattr(trick, "prepare"):
@@ -225,7 +246,11 @@ class Model:
 
         greater = get_metric(self.task.metric).greater_is_better
         evals = callbacks.EvalLog(ctx.log, ctx.fold, self.task.metric, greater)
-        extra = [callbacks.ProgressBar(ctx.fold, evals), callbacks.TrickEvents(self.tricks_), *self.strategy_.callbacks()]
+        extra = [
+            callbacks.ProgressBar(ctx.fold, evals),
+            callbacks.TrickEvents(self.tricks_),
+            *self.strategy_.callbacks(),
+        ]
         if valid_rows is not None and c.patience:
             extra.append(callbacks.MinEpochsEarlyStopping(c.patience, 0.0, c.min_epochs))
         if valid_rows is not None and c.checkpoint_every:
@@ -242,15 +267,29 @@ class Model:
         if not resume and ctx.is_main_process:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)  # a crashed fit's best-model snapshots: not this fit's
         args = arguments.training_arguments(
-            c, self.strategy_, output_dir=checkpoint_dir, log_dir=Path(ctx.fold_dir) / "tensorboard",
-            has_valid=valid_rows is not None, n_rows=len(train_rows), precision=self.precision_,
-            device=self.device_, seed=ctx.seed + c.seed, greater_is_better=greater)
+            c,
+            self.strategy_,
+            output_dir=checkpoint_dir,
+            log_dir=Path(ctx.fold_dir) / "tensorboard",
+            has_valid=valid_rows is not None,
+            n_rows=len(train_rows),
+            precision=self.precision_,
+            device=self.device_,
+            seed=ctx.seed + c.seed,
+            greater_is_better=greater,
+        )
         trainer = CompTrainer(
-            model=model, args=args, train_dataset=train_rows, eval_dataset=valid_rows,
-            data_collator=self._collator(), compute_metrics=compute_metrics if valid_rows is not None else None,
-            callbacks=[evals, *extra], tricks=self.tricks_,
-            loss=losses.Loss(self.task.task, None if weights is None else torch.tensor(weights, dtype=torch.float32),
-                             c.gamma),
+            model=model,
+            args=args,
+            train_dataset=train_rows,
+            eval_dataset=valid_rows,
+            data_collator=self._collator(),
+            compute_metrics=compute_metrics if valid_rows is not None else None,
+            callbacks=[evals, *extra],
+            tricks=self.tricks_,
+            loss=losses.Loss(
+                self.task.task, None if weights is None else torch.tensor(weights, dtype=torch.float32), c.gamma
+            ),
             groups=lambda m, no_decay: param_groups(m, c.lr, c.weight_decay, c.layer_lr_decay, no_decay),
         )
         if resume:
@@ -259,8 +298,10 @@ class Model:
             self._guard_memory("training", trainer.train, resume_from_checkpoint=resume)
         state = trainer.state
         if valid_rows is not None and state.best_model_checkpoint:
-            ctx.log(f"fold {ctx.fold}: restored the best weights (step {state.best_global_step}, "
-                    f"{self.task.metric} {state.best_metric:.4f})")
+            ctx.log(
+                f"fold {ctx.fold}: restored the best weights (step {state.best_global_step}, "
+                f"{self.task.metric} {state.best_metric:.4f})"
+            )
         self.history_ = callbacks.history(state.log_history, greater)
         self.best_score_ = state.best_metric if valid_rows is not None else None
         self.model_ = trainer.accelerator.unwrap_model(trainer.model)
@@ -297,8 +338,9 @@ class Model:
         if self.model_ is None:
             raise RunError("predict_proba called before fit or load")
         with tempfile.TemporaryDirectory(prefix="comp-predict-") as scratch:  # the Trainer makes its output_dir
-            args = arguments.inference_arguments(self.config, output_dir=Path(scratch), precision=self.precision_,
-                                                 device=self.device_)
+            args = arguments.inference_arguments(
+                self.config, output_dir=Path(scratch), precision=self.precision_, device=self.device_
+            )
             trainer = CompTrainer(model=self.model_, args=args, data_collator=self._collator())
             logits = self._guard_memory("predicting with", trainer.predict_rows, rows(self._ids(texts, "predict")))
         return losses.probabilities(logits, self.task.task)
@@ -318,8 +360,14 @@ class Model:
         directory.mkdir(parents=True, exist_ok=True)
         with _quiet_progress():
             classifier.save(self.model_, self.strategy_, directory, self.tokenizer_, self.config.backbone)
-        meta = {"backbone": self.config.backbone, "max_length": self.max_length_, "task": self.task.task,
-                "classes": list(self.task.classes), "strategy": self.strategy_.name, "pooling": self.config.pooling}
+        meta = {
+            "backbone": self.config.backbone,
+            "max_length": self.max_length_,
+            "task": self.task.task,
+            "classes": list(self.task.classes),
+            "strategy": self.strategy_.name,
+            "pooling": self.config.pooling,
+        }
         write_text(directory / SAVED_META, json.dumps(meta, indent=2) + "\n")
 
     @classmethod
@@ -339,6 +387,7 @@ class Model:
         adapter = strategies.is_adapter_dir(directory)  # the base comes from config.backbone, not the folder
         model._setup(source=None if adapter else str(directory))
         model.max_length_ = int(meta["max_length"])
-        model.model_ = classifier.load(directory, config, task, model.resolved_, model.tokenizer_, model.strategy_,
-                                       model.precision_, model.device_)
+        model.model_ = classifier.load(
+            directory, config, task, model.resolved_, model.tokenizer_, model.strategy_, model.precision_, model.device_
+        )
         return model

@@ -63,9 +63,7 @@ def compare_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     frame = first[["class", "support"]].copy()
     for name in names:
         if tables[name]["class"].tolist() != first["class"].tolist():
-            raise DataError(
-                f"run '{name}' has other classes than '{names[0]}'; compare runs of one competition"
-            )
+            raise DataError(f"run '{name}' has other classes than '{names[0]}'; compare runs of one competition")
         frame[name] = tables[name]["f1_tuned"].to_numpy()
     frame["best"] = [names[i] for i in np.argmax(frame[names].to_numpy(), axis=1)]
     return frame

@@ -104,8 +104,10 @@ def write_run_report(ws: Workspace, name: str, out: str | Path | None = None) ->
         )
     if run.record.cv_optimistic or run.scores.get("cv_optimistic"):
         why = run.record.cv_optimistic_reason or run.scores.get("cv_optimistic_reason") or "marked cv_optimistic"
-        notes.append(f"cv optimistic: {why}; its CV (honest included) overstates what test will give, so do not "
-                     "rank it against other runs by CV")
+        notes.append(
+            f"cv optimistic: {why}; its CV (honest included) overstates what test will give, so do not "
+            "rank it against other runs by CV"
+        )
     min_labels = settings.min_labels if min_labels is None else min_labels
     label_names = [str(c) for c in settings.classes] if task == "binary" else run.classes
     tables = run_tables(
@@ -179,7 +181,7 @@ def _run_html(report: RunReport, run, n_train: int, n_test: int) -> str:
             ]
         )
         other_html = (
-            "<p class=\"meta\">Probability metrics, scored on the same OOF probabilities "
+            '<p class="meta">Probability metrics, scored on the same OOF probabilities '
             "(they have no thresholds of their own):</p>" + table_html(other)
         )
     sections: list[tuple[str | None, str]] = [
@@ -213,9 +215,7 @@ def _run_html(report: RunReport, run, n_train: int, n_test: int) -> str:
         )
     )
     if t.confusion is not None:
-        sections.append(
-            ("Confusion counts (rows true, columns predicted)", table_html(t.confusion, index=True))
-        )
+        sections.append(("Confusion counts (rows true, columns predicted)", table_html(t.confusion, index=True)))
     if report.notes:
         sections.append(("Notes", "".join(f'<p class="note">{html.escape(n)}</p>' for n in report.notes)))
     return page_html(f"Run {report.run}", sections, meta)

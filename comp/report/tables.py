@@ -24,9 +24,7 @@ from comp.metrics import check_labels, check_proba, expand_binary, per_class
 N_WEAKEST = 5  # classes that get a precision-recall panel
 
 
-def thresholds_from_json(
-    record: dict[str, Any] | None, classes: Sequence[str]
-) -> tuple[np.ndarray | None, int | None]:
+def thresholds_from_json(record: dict[str, Any] | None, classes: Sequence[str]) -> tuple[np.ndarray | None, int | None]:
     """thresholds.json's values in ``classes`` order and its ``min_labels``. The thresholds are None
     when there is no file or they are NaN (a probability metric has nothing to tune)."""
     if not record:
@@ -38,9 +36,7 @@ def thresholds_from_json(
     return (None if np.isnan(t).any() else t), min_labels
 
 
-def class_table(
-    Y, P, classes: Sequence[str], task: str, thresholds=None, min_labels: int = 0
-) -> pd.DataFrame:
+def class_table(Y, P, classes: Sequence[str], task: str, thresholds=None, min_labels: int = 0) -> pd.DataFrame:
     """One row per output column: ``support``, ``prevalence``, the tuned ``threshold`` (multiclass:
     the additive offset), and ``predicted`` count, ``precision``, ``recall``, ``f1`` both at the
     default decision (suffix ``_0.5``; multiclass: argmax) and at the thresholds (suffix ``_tuned``).
@@ -53,9 +49,7 @@ def class_table(
     Y = check_labels(Y, task, "Y")
     P = check_proba(P, Y.shape, task)
     if len(classes) != Y.shape[1]:
-        raise DataError(
-            f"{len(classes)} class names for {Y.shape[1]} label columns; give one name per column"
-        )
+        raise DataError(f"{len(classes)} class names for {Y.shape[1]} label columns; give one name per column")
     default = default_thresholds(task, Y.shape[1])
     tuned = default if thresholds is None else np.asarray(thresholds, dtype=float)
     at_default = per_class(Y, apply_thresholds(P, default, task, min_labels))
@@ -129,9 +123,7 @@ def confusion_table(Y, labels, names: Sequence[str], task: str) -> pd.DataFrame:
     expanded to [negative, positive])."""
 
     if task == "multilabel":
-        raise DataError(
-            "a confusion matrix needs one label per row; multilabel tasks have per-class tables instead"
-        )
+        raise DataError("a confusion matrix needs one label per row; multilabel tasks have per-class tables instead")
     Y = check_labels(Y, task, "Y")
     pred = check_labels(labels, task, "predicted labels")
     if task == "binary":

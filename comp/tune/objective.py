@@ -56,8 +56,10 @@ class TrialReporter:
         self.scores = subset_score(*folds_oof(plan, self.done), plan.comp.settings)
         self.trial.report(float(self.scores.honest), step=len(self.done) - 1)
         if len(self.done) < len(self.subset) and self.trial.should_prune():
-            plan.log(f"trial {self.trial.number}: pruned after {len(self.done)} fold(s) "
-                     f"(honest {plan.comp.settings.metric} {self.scores.honest:.4f})")
+            plan.log(
+                f"trial {self.trial.number}: pruned after {len(self.done)} fold(s) "
+                f"(honest {plan.comp.settings.metric} {self.scores.honest:.4f})"
+            )
             raise optuna.TrialPruned()
 
     def on_epoch(self, k: int, epoch: float, value: float) -> None:

@@ -46,7 +46,9 @@ def _note(trial) -> str:
     return f"retry of trial {origin}, in its run" if origin is not None else ""
 
 
-def show_study(ws: Workspace, name: str, storage: str | None = None, retries: int = 1, figures: bool = True) -> StudyView:
+def show_study(
+    ws: Workspace, name: str, storage: str | None = None, retries: int = 1, figures: bool = True
+) -> StudyView:
     import optuna
 
     from comp.tune.worker import Setup, write_best
@@ -55,9 +57,14 @@ def show_study(ws: Workspace, name: str, storage: str | None = None, retries: in
     identity = studies.read_identity(study_dir)
     if identity is None:
         known = sorted(p.parent.name for p in ws.runs_dir.glob("*/study.yaml")) if ws.runs_dir.is_dir() else []
-        raise RunError(f"no study '{name}' in {ws.runs_dir}"
-                       + (f"; studies: {', '.join(known)}" if known else
-                          "; start one with `comp tune CONFIG --space SPACE.yaml --trials N`"))
+        raise RunError(
+            f"no study '{name}' in {ws.runs_dir}"
+            + (
+                f"; studies: {', '.join(known)}"
+                if known
+                else "; start one with `comp tune CONFIG --space SPACE.yaml --trials N`"
+            )
+        )
     if identity.get("storage") == "rdb" and storage is None:
         raise RunError(f"study '{name}' is stored in an RDB; pass the same --storage URL as its workers")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -68,12 +75,32 @@ def show_study(ws: Workspace, name: str, storage: str | None = None, retries: in
     if failed:
         view.notes.append(f"failed trial(s) {', '.join(map(str, failed))}: their worker died (queued again)")
     for t in opt.get_trials(deepcopy=False):
-        view.rows.append({"number": t.number, "state": t.state.name.lower(), "params": dict(t.params),
-                          "honest": t.value, "tuned": t.user_attrs.get("tuned"), "seconds": _seconds(t),
-                          "run": t.user_attrs.get(studies.RUN, ""), "note": _note(t)})
+        view.rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name.lower(),
+                "params": dict(t.params),
+                "honest": t.value,
+                "tuned": t.user_attrs.get("tuned"),
+                "seconds": _seconds(t),
+                "run": t.user_attrs.get(studies.RUN, ""),
+                "note": _note(t),
+            }
+        )
     config_path = ws.root / identity["config_file"]
-    setup = Setup(ws, name, study_dir, config_path, None, {}, None, identity["n_folds"], identity["fold_seed"],
-                  identity["folds_subset"], identity)
+    setup = Setup(
+        ws,
+        name,
+        study_dir,
+        config_path,
+        None,
+        {},
+        None,
+        identity["n_folds"],
+        identity["fold_seed"],
+        identity["folds_subset"],
+        identity,
+    )
     view.best, view.best_config = write_best(setup, opt)
     view.trials_csv = _write_csv(opt, study_dir / "trials.csv")
     if figures:

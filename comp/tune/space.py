@@ -82,8 +82,10 @@ class Space:
 
     def to_dict(self) -> dict[str, Any]:
         """The space as study.yaml records it (to refuse a second worker with another space)."""
-        return {p.key: {p.kind: list(p.args), **({"step": p.step} if p.step else {}), **({"log": True} if p.log else {})}
-                for p in self.params}
+        return {
+            p.key: {p.kind: list(p.args), **({"step": p.step} if p.step else {}), **({"log": True} if p.log else {})}
+            for p in self.params
+        }
 
 
 def nested(values: dict[str, Any]) -> dict[str, Any]:
@@ -130,12 +132,16 @@ def _valid_keys(cls: type, prefix: str = "") -> dict[str, Any]:
 
 def parse_param(key: str, spec: Any, where: str) -> Param:
     if not isinstance(spec, dict) or not (set(spec) & set(KINDS)):
-        raise ConfigError(f"{where}: {key}: expected one of {', '.join(f'{{{k}: ...}}' for k in KINDS)}, got {spec!r} "
-                          "(e.g. C: {log_uniform: [0.1, 30]})")
+        raise ConfigError(
+            f"{where}: {key}: expected one of {', '.join(f'{{{k}: ...}}' for k in KINDS)}, got {spec!r} "
+            "(e.g. C: {log_uniform: [0.1, 30]})"
+        )
     kinds = [k for k in KINDS if k in spec]
     unknown = sorted(set(spec) - set(KINDS) - {"step", "log"})
     if len(kinds) > 1 or unknown:
-        raise ConfigError(f"{where}: {key}: give one of {', '.join(KINDS)} (with optional step, log), got {sorted(spec)}")
+        raise ConfigError(
+            f"{where}: {key}: give one of {', '.join(KINDS)} (with optional step, log), got {sorted(spec)}"
+        )
     kind, args = kinds[0], spec[kinds[0]]
     if not isinstance(args, list) or not args:
         raise ConfigError(f"{where}: {key}: {kind} takes a list ({kind}: [low, high]), got {args!r}")
@@ -181,16 +187,22 @@ def load_space(path: Path, family, config_path: Path, overrides: dict[str, Any],
     raw = read_yaml(path)
     where = str(path)
     if not raw:
-        raise ConfigError(f"{where}: the search space is empty; give at least one key, e.g. C: {{log_uniform: [0.1, 30]}}")
+        raise ConfigError(
+            f"{where}: the search space is empty; give at least one key, e.g. C: {{log_uniform: [0.1, 30]}}"
+        )
     valid = _valid_keys(family.Config)
     params = []
     for key, spec in raw.items():
         key = str(key)
         if key in _NOT_TUNABLE:
-            raise ConfigError(f"{where}: {key} cannot be tuned (it is {'the family' if key == 'model' else 'seed averaging'})")
+            raise ConfigError(
+                f"{where}: {key} cannot be tuned (it is {'the family' if key == 'model' else 'seed averaging'})"
+            )
         if key not in valid:
-            raise ConfigError(f"{where}: unknown key '{key}' for model '{family.Config().model}'; valid keys are: "
-                              f"{', '.join(k for k in sorted(valid) if k not in _NOT_TUNABLE)}")
+            raise ConfigError(
+                f"{where}: unknown key '{key}' for model '{family.Config().model}'; valid keys are: "
+                f"{', '.join(k for k in sorted(valid) if k not in _NOT_TUNABLE)}"
+            )
         params.append(parse_param(key, spec, where))
     space = Space(tuple(params), where)
     for p in params:  # each bound and choice, the others as in the config
@@ -199,5 +211,7 @@ def load_space(path: Path, family, config_path: Path, overrides: dict[str, Any],
                 config = build(family.Config, resolved_raw(config_path, overrides, {p.key: value}), str(config_path))
                 preflight(family, config, task)
             except ConfigError as exc:
-                raise ConfigError(f"{where}: {p.key} = {value!r} is not a valid value ({exc}); narrow the range") from None
+                raise ConfigError(
+                    f"{where}: {p.key} = {value!r} is not a valid value ({exc}); narrow the range"
+                ) from None
     return space

@@ -46,8 +46,10 @@ def open_storage(study_dir: Path, url: str | None):
     try:
         return optuna.storages.RDBStorage(url)
     except Exception as exc:  # sqlalchemy's errors for a bad URL, a missing driver, a refused connection
-        raise CompError(f"--storage {_redacted(url)}: cannot open it ({str(exc).splitlines()[0][:200]}); give an "
-                        "Optuna RDB URL such as sqlite:///study.db or postgresql://user@host/db") from None
+        raise CompError(
+            f"--storage {_redacted(url)}: cannot open it ({str(exc).splitlines()[0][:200]}); give an "
+            "Optuna RDB URL such as sqlite:///study.db or postgresql://user@host/db"
+        ) from None
 
 
 def _redacted(url: str) -> str:
@@ -68,7 +70,9 @@ def read_identity(study_dir: Path) -> dict[str, Any] | None:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise RunError(f"{path} is damaged ({str(exc).splitlines()[0]}); move the study folder aside to start anew") from None
+        raise RunError(
+            f"{path} is damaged ({str(exc).splitlines()[0]}); move the study folder aside to start anew"
+        ) from None
     if not isinstance(raw, dict):
         raise RunError(f"{path} is damaged (not a mapping); move the study folder aside to start anew")
     return raw
@@ -92,8 +96,10 @@ def check_identity(ws: Workspace, study_dir: Path, identity: dict[str, Any]) -> 
     changed = [k for k in _SAME if existing.get(k) != identity.get(k)]
     if changed:
         detail = ", ".join(f"{k}: {_short(existing.get(k))} -> {_short(identity.get(k))}" for k in changed[:2])
-        raise RunError(f"study '{name}' exists with another {', '.join(changed)} ({detail}); pass --study NEW to start "
-                       "another study, or join this one with its settings")
+        raise RunError(
+            f"study '{name}' exists with another {', '.join(changed)} ({detail}); pass --study NEW to start "
+            "another study, or join this one with its settings"
+        )
     return existing
 
 

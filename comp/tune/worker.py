@@ -100,9 +100,17 @@ class Setup:
     identity: dict[str, Any]
 
 
-def setup_study(ws: Workspace, config_path: Path, space_path: Path, *, study: str | None = None,
-                n_folds: int | None = None, folds_subset: str | None = None, storage: str | None = None,
-                overrides: list[str] | None = None) -> Setup:
+def setup_study(
+    ws: Workspace,
+    config_path: Path,
+    space_path: Path,
+    *,
+    study: str | None = None,
+    n_folds: int | None = None,
+    folds_subset: str | None = None,
+    storage: str | None = None,
+    overrides: list[str] | None = None,
+) -> Setup:
     """Check the config, the space and the folds, and the study's identity (study.yaml)."""
     from comp.models import get_family, load_model_config, preflight
     from comp.train import check_seeds, task_info
@@ -141,22 +149,41 @@ def setup_study(ws: Workspace, config_path: Path, space_path: Path, *, study: st
     return Setup(ws, name, study_dir, Path(config_path), family, base, space, n_folds, settings.seed, subset, identity)
 
 
-def load_study(setup: Setup, storage_url: str | None, sampler: str = "tpe", pruner: str = "median",
-               pruner_startup: int = 5):
+def load_study(
+    setup: Setup, storage_url: str | None, sampler: str = "tpe", pruner: str = "median", pruner_startup: int = 5
+):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = studies.open_storage(setup.dir, storage_url)
     with study_lock(setup.dir):
-        return optuna.create_study(study_name=setup.name, storage=storage, direction=setup.identity["direction"],
-                                   load_if_exists=True, sampler=make_sampler(sampler, setup.fold_seed),
-                                   pruner=make_pruner(pruner, pruner_startup, len(setup.subset)))
+        return optuna.create_study(
+            study_name=setup.name,
+            storage=storage,
+            direction=setup.identity["direction"],
+            load_if_exists=True,
+            sampler=make_sampler(sampler, setup.fold_seed),
+            pruner=make_pruner(pruner, pruner_startup, len(setup.subset)),
+        )
 
 
-def tune(ws: Workspace, config_path: Path, space_path: Path, *, trials: int, study: str | None = None,
-         n_folds: int | None = None, folds_subset: str | None = None, storage: str | None = None,
-         sampler: str = "tpe", pruner: str = "median", pruner_startup: int = 5, retries: int = 1,
-         overrides: list[str] | None = None, echo: Callable[[str], None] | None = None) -> TuneResult:
+def tune(
+    ws: Workspace,
+    config_path: Path,
+    space_path: Path,
+    *,
+    trials: int,
+    study: str | None = None,
+    n_folds: int | None = None,
+    folds_subset: str | None = None,
+    storage: str | None = None,
+    sampler: str = "tpe",
+    pruner: str = "median",
+    pruner_startup: int = 5,
+    retries: int = 1,
+    overrides: list[str] | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> TuneResult:
     """Run one worker of the study until it has ``trials`` trials (see the module docstring)."""
     import optuna
     from optuna.trial import TrialState
@@ -170,8 +197,16 @@ def tune(ws: Workspace, config_path: Path, space_path: Path, *, trials: int, stu
     if trials < 1:
         raise ConfigError(f"--trials {trials}: give 1 or more")
     say = echo or (lambda message: None)
-    setup = setup_study(ws, config_path, space_path, study=study, n_folds=n_folds, folds_subset=folds_subset,
-                        storage=storage, overrides=overrides)
+    setup = setup_study(
+        ws,
+        config_path,
+        space_path,
+        study=study,
+        n_folds=n_folds,
+        folds_subset=folds_subset,
+        storage=storage,
+        overrides=overrides,
+    )
     opt = load_study(setup, storage, sampler, pruner, pruner_startup)
     worker = WorkerLock(setup.dir)
     result = TuneResult(setup.name, [], None, None)
@@ -196,8 +231,16 @@ def tune(ws: Workspace, config_path: Path, space_path: Path, *, trials: int, stu
             row = {"number": trial.number, "run": run, "params": values}
             try:
                 config_file = _write_trial_config(setup, run, values)
-                train(ws, config_file, n_folds=setup.n_folds, only_folds=setup.subset, name=run,
-                      on_fold=reporter.on_fold, on_epoch=reporter.on_epoch, echo=None)
+                train(
+                    ws,
+                    config_file,
+                    n_folds=setup.n_folds,
+                    only_folds=setup.subset,
+                    name=run,
+                    on_fold=reporter.on_fold,
+                    on_epoch=reporter.on_epoch,
+                    echo=None,
+                )
                 scores = reporter.scores
                 for key, value in (("at_0.5", scores.at_05), ("tuned", scores.tuned), ("honest", scores.honest)):
                     trial.set_user_attr(key, float(value))
@@ -221,11 +264,15 @@ def tune(ws: Workspace, config_path: Path, space_path: Path, *, trials: int, stu
                 row.update(state="failed", value=None, error=message)
                 in_a_row += 1
                 if in_a_row >= MAX_FAILURES_IN_A_ROW or isinstance(exc, ConfigError):
-                    raise CompError(f"trial {trial.number} of study '{setup.name}' failed: {message}"
-                                    + ("" if isinstance(exc, ConfigError) else f" ({in_a_row} trials in a row failed)")) from None
+                    raise CompError(
+                        f"trial {trial.number} of study '{setup.name}' failed: {message}"
+                        + ("" if isinstance(exc, ConfigError) else f" ({in_a_row} trials in a row failed)")
+                    ) from None
             result.trials_run.append(row)
-            say(f"trial {trial.number}: {row['state']}" + (f", honest {setup.identity['metric']} {row['value']:.4f}"
-                                                          if row.get("value") is not None else ""))
+            say(
+                f"trial {trial.number}: {row['state']}"
+                + (f", honest {setup.identity['metric']} {row['value']:.4f}" if row.get("value") is not None else "")
+            )
     finally:
         worker.release()
     result.best, result.best_config = write_best(setup, opt)
@@ -270,7 +317,9 @@ def write_best(setup: Setup, opt) -> tuple[dict[str, Any] | None, Path | None]:
     info = {"number": best.number, "value": best.value, "params": best.params, "run": run}
     path = best_config_path(setup.ws, setup.config_path, setup.name)
     subset = ",".join(map(str, setup.subset))
-    header = (f"# best trial {best.number} of study {setup.name} ({run}): honest {setup.identity['metric']} "
-              f"{best.value:.4f} on folds {subset} of {setup.n_folds}\n")
+    header = (
+        f"# best trial {best.number} of study {setup.name} ({run}): honest {setup.identity['metric']} "
+        f"{best.value:.4f} on folds {subset} of {setup.n_folds}\n"
+    )
     write_text(path, header + yaml.safe_dump(config, sort_keys=False))
     return info, path

@@ -35,16 +35,22 @@ def distributed_kwargs(config, strategy) -> dict:
             },
         }
     if mode == "deepspeed":
-        return {"deepspeed": {
-            "zero_optimization": {"stage": config.zero_stage, "overlap_comm": True, "contiguous_gradients": True,
-                                  "stage3_gather_16bit_weights_on_model_save": True},
-            "bf16": {"enabled": "auto"},
-            "fp16": {"enabled": "auto"},
-            "train_micro_batch_size_per_gpu": "auto",
-            "train_batch_size": "auto",
-            "gradient_accumulation_steps": "auto",
-            "gradient_clipping": "auto",
-        }}
+        return {
+            "deepspeed": {
+                "zero_optimization": {
+                    "stage": config.zero_stage,
+                    "overlap_comm": True,
+                    "contiguous_gradients": True,
+                    "stage3_gather_16bit_weights_on_model_save": True,
+                },
+                "bf16": {"enabled": "auto"},
+                "fp16": {"enabled": "auto"},
+                "train_micro_batch_size_per_gpu": "auto",
+                "train_batch_size": "auto",
+                "gradient_accumulation_steps": "auto",
+                "gradient_clipping": "auto",
+            }
+        }
     return {"ddp_find_unused_parameters": False}  # every trainable weight is used: skip DDP's graph walk
 
 
@@ -63,8 +69,19 @@ def _common(config, precision: str, device, output_dir: Path) -> dict:
     )
 
 
-def training_arguments(config, strategy, *, output_dir: Path, log_dir: Path, has_valid: bool, n_rows: int,
-                       precision: str, device, seed: int, greater_is_better: bool):
+def training_arguments(
+    config,
+    strategy,
+    *,
+    output_dir: Path,
+    log_dir: Path,
+    has_valid: bool,
+    n_rows: int,
+    precision: str,
+    device,
+    seed: int,
+    greater_is_better: bool,
+):
     from transformers import TrainingArguments
 
     c = config

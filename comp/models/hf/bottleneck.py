@@ -25,17 +25,36 @@ from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
 from peft.utils.peft_types import PeftType, register_peft_method
 
 NAME = "bottleneck"
-ACTIVATIONS = {"relu": torch.nn.ReLU, "gelu": torch.nn.GELU, "tanh": torch.nn.Tanh, "swish": torch.nn.SiLU,
-               "silu": torch.nn.SiLU}
+ACTIVATIONS = {
+    "relu": torch.nn.ReLU,
+    "gelu": torch.nn.GELU,
+    "tanh": torch.nn.Tanh,
+    "swish": torch.nn.SiLU,
+    "silu": torch.nn.SiLU,
+}
 _BERT_FFN, _BERT_ATTN = r".*\.layer\.\d+\.output\.dense", r".*\.layer\.\d+\.(attention\.output|output)\.dense"
 _LLAMA_FFN, _LLAMA_ATTN = r".*\.layers\.\d+\.mlp\.down_proj", r".*\.layers\.\d+\.(mlp\.down_proj|self_attn\.o_proj)"
 _DISTIL_FFN, _DISTIL_ATTN = r".*\.layer\.\d+\.ffn\.lin2", r".*\.layer\.\d+\.(ffn\.lin2|attention\.out_lin)"
 # model_type -> (pfeiffer targets, houlsby targets): regular expressions over full module names
 TARGETS = {
-    **{t: (_BERT_FFN, _BERT_ATTN) for t in ("bert", "roberta", "xlm-roberta", "deberta", "deberta-v2",
-                                             "electra", "camembert", "modernbert", "ernie")},
-    **{t: (_LLAMA_FFN, _LLAMA_ATTN) for t in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2",
-                                              "gemma3_text", "phi3")},
+    **{
+        t: (_BERT_FFN, _BERT_ATTN)
+        for t in (
+            "bert",
+            "roberta",
+            "xlm-roberta",
+            "deberta",
+            "deberta-v2",
+            "electra",
+            "camembert",
+            "modernbert",
+            "ernie",
+        )
+    },
+    **{
+        t: (_LLAMA_FFN, _LLAMA_ATTN)
+        for t in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3")
+    },
     "distilbert": (_DISTIL_FFN, _DISTIL_ATTN),
 }
 

@@ -13,8 +13,9 @@ from transformers import EarlyStoppingCallback, TrainerCallback
 class MinEpochsEarlyStopping(EarlyStoppingCallback):
     """The Trainer's early stopping, which cannot fire before ``min_epochs`` epochs."""
 
-    def __init__(self, early_stopping_patience: int = 1, early_stopping_threshold: float = 0.0,
-                 min_epochs: float = 0.0):
+    def __init__(
+        self, early_stopping_patience: int = 1, early_stopping_threshold: float = 0.0, min_epochs: float = 0.0
+    ):
         super().__init__(early_stopping_patience, early_stopping_threshold)
         self.min_epochs = min_epochs
 
@@ -41,8 +42,15 @@ def history(log_history: list[dict], greater_is_better: bool) -> list[dict]:
             value = float(entry["eval_score"])
             improved = best is None or (value > best if greater_is_better else value < best)
             best = value if improved else best
-            out.append({"epoch": round(float(entry.get("epoch") or 0), 4), "step": int(entry["step"]),
-                        "score": value, "loss": loss, "best": improved})
+            out.append(
+                {
+                    "epoch": round(float(entry.get("epoch") or 0), 4),
+                    "step": int(entry["step"]),
+                    "score": value,
+                    "loss": loss,
+                    "best": improved,
+                }
+            )
     return out
 
 
@@ -67,10 +75,19 @@ class EvalLog(TrainerCallback):
         best = state.best_metric is None or (
             value > state.best_metric if self.greater_is_better else value < state.best_metric
         )
-        self.history.append({"epoch": round(float(state.epoch or 0), 4), "step": state.global_step,
-                             "score": value, "loss": self.last_loss, "best": bool(best)})
-        self.log(f"fold {self.fold} epoch {state.epoch:.2f} step {state.global_step}: loss {_fmt(self.last_loss)}, "
-                 f"valid {self.metric} {value:.4f} (tuned thresholds)" + (" best" if best else ""))
+        self.history.append(
+            {
+                "epoch": round(float(state.epoch or 0), 4),
+                "step": state.global_step,
+                "score": value,
+                "loss": self.last_loss,
+                "best": bool(best),
+            }
+        )
+        self.log(
+            f"fold {self.fold} epoch {state.epoch:.2f} step {state.global_step}: loss {_fmt(self.last_loss)}, "
+            f"valid {self.metric} {value:.4f} (tuned thresholds)" + (" best" if best else "")
+        )
 
     def on_train_end(self, args, state, control, **kwargs):
         if control.should_training_stop and state.global_step < state.max_steps:
@@ -87,8 +104,14 @@ class ProgressBar(TrainerCallback):
         if state.is_world_process_zero and sys.stderr.isatty():
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=state.max_steps, initial=state.global_step, leave=False, dynamic_ncols=True,
-                            desc=f"fold {self.fold}", unit="step")
+            self.bar = tqdm(
+                total=state.max_steps,
+                initial=state.global_step,
+                leave=False,
+                dynamic_ncols=True,
+                desc=f"fold {self.fold}",
+                unit="step",
+            )
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.bar is not None:

@@ -67,11 +67,15 @@ def _check_head(c, where: str) -> None:
         raise ConfigError(f"{where}: head_dropout must be in [0, 1), got {c.head_dropout}")
     if c.pooling == "auto" and (c.multi_sample_dropout > 1 or c.head_dropout is not None):
         key = "multi_sample_dropout" if c.multi_sample_dropout > 1 else "head_dropout"
-        raise ConfigError(f"{where}: {key} needs comp's pooled head; set pooling: cls, mean, last, concat4 or "
-                          "attention (pooling: auto keeps the architecture's own head)")
+        raise ConfigError(
+            f"{where}: {key} needs comp's pooled head; set pooling: cls, mean, last, concat4 or "
+            "attention (pooling: auto keeps the architecture's own head)"
+        )
     if c.prompt_template is not None and c.prompt_template.count("{text}") != 1:
-        raise ConfigError(f"{where}: prompt_template must contain {{text}} exactly once, got {c.prompt_template!r}; "
-                          'e.g. prompt_template: "Tweet: {text}\\nEmotions:"')
+        raise ConfigError(
+            f"{where}: prompt_template must contain {{text}} exactly once, got {c.prompt_template!r}; "
+            'e.g. prompt_template: "Tweet: {text}\\nEmotions:"'
+        )
 
 
 def _check_adapter(c, where: str) -> None:
@@ -90,16 +94,20 @@ def _check_tricks(c, where: str) -> None:
     if c.peft is not None:
         for key, on in (("fgm", c.fgm), ("freeze", c.freeze), ("reinit_layers", c.reinit_layers)):
             if on:
-                raise ConfigError(f"{where}: {key} changes the backbone's own weights, which an adapter keeps frozen; "
-                                  f"remove {key} or peft")
+                raise ConfigError(
+                    f"{where}: {key} changes the backbone's own weights, which an adapter keeps frozen; "
+                    f"remove {key} or peft"
+                )
     if c.fgm and c.freeze and c.freeze.embeddings:
         raise ConfigError(f"{where}: fgm perturbs the word embeddings, which freeze.embeddings keeps fixed; drop one")
     if c.ema and c.swa:
         raise ConfigError(f"{where}: ema and swa are two weight averages; keep one")
     sharded = c.distributed == "fsdp" or (c.distributed == "deepspeed" and c.zero_stage == 3)
     if sharded and (c.ema or c.swa or c.awp or c.fgm):
-        raise ConfigError(f"{where}: ema, swa, awp and fgm need whole weights on each process; use distributed: "
-                          "ddp (or deepspeed with zero_stage 1-2)")
+        raise ConfigError(
+            f"{where}: ema, swa, awp and fgm need whole weights on each process; use distributed: "
+            "ddp (or deepspeed with zero_stage 1-2)"
+        )
 
 
 def preflight(c, task: TaskInfo) -> None:
@@ -116,17 +124,28 @@ def preflight(c, task: TaskInfo) -> None:
     )
 
     if c.pooling == "auto" and type(model_config) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
-        raise ConfigError(f"backbone '{c.backbone}' ({model_config.model_type}) has no sequence-classification "
-                          "head in transformers; set pooling: cls, mean or last for comp's own head")
+        raise ConfigError(
+            f"backbone '{c.backbone}' ({model_config.model_type}) has no sequence-classification "
+            "head in transformers; set pooling: cls, mean or last for comp's own head"
+        )
     if c.pooling != "auto" and type(model_config) not in MODEL_MAPPING:
-        raise ConfigError(f"backbone '{c.backbone}' ({model_config.model_type}) has no AutoModel class in transformers "
-                          "for a pooled head; set pooling: auto")
-    tokens = TokenIds(hub.load_tokenizer(c.backbone, resolved), resolved, None, template=PromptTemplate(c.prompt_template),
-                      tail=c.tail_tokens)
+        raise ConfigError(
+            f"backbone '{c.backbone}' ({model_config.model_type}) has no AutoModel class in transformers "
+            "for a pooled head; set pooling: auto"
+        )
+    tokens = TokenIds(
+        hub.load_tokenizer(c.backbone, resolved),
+        resolved,
+        None,
+        template=PromptTemplate(c.prompt_template),
+        tail=c.tail_tokens,
+    )
     if isinstance(c.max_length, int):
         if c.max_length > tokens.store_length:
-            raise ConfigError(f"max_length {c.max_length} exceeds what backbone '{c.backbone}' accepts "
-                              f"({tokens.store_length} tokens); lower max_length")
+            raise ConfigError(
+                f"max_length {c.max_length} exceeds what backbone '{c.backbone}' accepts "
+                f"({tokens.store_length} tokens); lower max_length"
+            )
         tokens.check_tail(c.max_length)
     device = devices.select_device(c.device)
     devices.select_precision(c.precision, device)
@@ -136,23 +155,30 @@ def preflight(c, task: TaskInfo) -> None:
         method = str(c.peft.get("method", "lora")).lower()
         peft_methods.check_settings(c.peft, "peft")
         if c.pooling != "auto" and peft_methods.is_prompt_learning(method):
-            raise ConfigError(f"peft {method} prepends virtual tokens through the architecture's own head; set pooling: auto")
+            raise ConfigError(
+                f"peft {method} prepends virtual tokens through the architecture's own head; set pooling: auto"
+            )
         if method == "prefix_tuning":
             peft_methods.check_prefix_tuning(model_config, c.backbone)
     for tracker in c.report_to:
         if importlib.util.find_spec(TRACKERS[tracker]) is None:
-            raise ConfigError(f"report_to '{tracker}' needs the {TRACKERS[tracker]} package: pip install "
-                              f"{TRACKERS[tracker]}, or remove it from report_to")
+            raise ConfigError(
+                f"report_to '{tracker}' needs the {TRACKERS[tracker]} package: pip install "
+                f"{TRACKERS[tracker]}, or remove it from report_to"
+            )
     if c.distributed == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
-        raise ConfigError("distributed: deepspeed needs the deepspeed package: pip install deepspeed, or use "
-                          "distributed: ddp or fsdp")
+        raise ConfigError(
+            "distributed: deepspeed needs the deepspeed package: pip install deepspeed, or use distributed: ddp or fsdp"
+        )
 
 
 def check_distributed(c, device) -> None:
     """FSDP and DeepSpeed run on accelerators only (accelerate has no CPU backend for them)."""
     if c.distributed in ("fsdp", "deepspeed") and getattr(device, "type", str(device)) != "cuda":
-        raise ConfigError(f"distributed: {c.distributed} needs CUDA GPUs (accelerate runs it on accelerators only); "
-                          "use distributed: ddp on CPU")
+        raise ConfigError(
+            f"distributed: {c.distributed} needs CUDA GPUs (accelerate runs it on accelerators only); "
+            "use distributed: ddp on CPU"
+        )
 
 
 def auto_max_length(lengths: np.ndarray, percentile: float, cap: int) -> int:

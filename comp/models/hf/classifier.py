@@ -41,21 +41,37 @@ def head_dropout(config, model_config) -> float:
 def _pooled(base, config, task: TaskInfo):
     from comp.models.hf.heads import PooledClassifier
 
-    model = PooledClassifier(base, config.pooling, task.n_outputs, head_dropout(config, base.config),
-                             config.multi_sample_dropout)
+    model = PooledClassifier(
+        base, config.pooling, task.n_outputs, head_dropout(config, base.config), config.multi_sample_dropout
+    )
     model.head.to(next(base.parameters()).device)  # a quantised base is placed while loading
     return model
 
 
-def build(config, task: TaskInfo, resolved: str, tokenizer, strategy, precision: str, device,
-          log: Callable[[str], None], run: dict | None = None):
+def build(
+    config,
+    task: TaskInfo,
+    resolved: str,
+    tokenizer,
+    strategy,
+    precision: str,
+    device,
+    log: Callable[[str], None],
+    run: dict | None = None,
+):
     """A fresh classifier for a fold: pretrained backbone, new head, the strategy's adapter."""
     from transformers import AutoModel, AutoModelForSequenceClassification
 
     weights = strategy.weight_kwargs(precision, device)
     if config.pooling == "auto":
-        model = load_pretrained(AutoModelForSequenceClassification, config.backbone, resolved, fresh_head=log,
-                                **_label_kwargs(task), **weights)
+        model = load_pretrained(
+            AutoModelForSequenceClassification,
+            config.backbone,
+            resolved,
+            fresh_head=log,
+            **_label_kwargs(task),
+            **weights,
+        )
         task_type, keep = "SEQ_CLS", None
     else:
         model = _pooled(load_pretrained(AutoModel, config.backbone, resolved, **weights), config, task)
@@ -89,8 +105,14 @@ def load(directory: Path, config, task: TaskInfo, resolved: str, tokenizer, stra
     if strategy.saves_adapter:  # the base comes from the backbone, the adapter and head from the folder
         weights = strategy.weight_kwargs(precision, device)
         if config.pooling == "auto":
-            base = load_pretrained(AutoModelForSequenceClassification, config.backbone, resolved,
-                                   fresh_head=lambda line: None, **_label_kwargs(task), **weights)
+            base = load_pretrained(
+                AutoModelForSequenceClassification,
+                config.backbone,
+                resolved,
+                fresh_head=lambda line: None,
+                **_label_kwargs(task),
+                **weights,
+            )
         else:
             base = _pooled(load_pretrained(AutoModel, config.backbone, resolved, **weights), config, task)
         align_pad_token(base, tokenizer)

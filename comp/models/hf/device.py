@@ -104,8 +104,9 @@ def quantization_config(quantization: str, precision: str, sharded: bool = False
     )
 
 
-def weight_kwargs(precision: str, device, *, frozen_base: bool, quantization: str = "none",
-                  sharded: bool = False) -> dict:
+def weight_kwargs(
+    precision: str, device, *, frozen_base: bool, quantization: str = "none", sharded: bool = False
+) -> dict:
     """``from_pretrained`` arguments for the base weights.
 
     A trained base keeps fp32 master weights (autocast does the bf16 maths; transformers 5 would

@@ -69,8 +69,13 @@ class PooledClassifier(torch.nn.Module):
         width = text.hidden_size
         # concat4: the last 4 hidden states (fewer for a backbone with fewer layers, counting the embeddings)
         self.n_concat = min(4, int(getattr(text, "num_hidden_layers", 3)) + 1)
-        self.head = PooledHead(width, width * (self.n_concat if pooling == "concat4" else 1), n_outputs, dropout,
-                               attention=pooling == "attention")
+        self.head = PooledHead(
+            width,
+            width * (self.n_concat if pooling == "concat4" else 1),
+            n_outputs,
+            dropout,
+            attention=pooling == "attention",
+        )
 
     def activation_checkpointing_enable(self, **kwargs):
         self.backbone.activation_checkpointing_enable(**kwargs)

@@ -133,8 +133,6 @@ def resolve_backbone(backbone: str) -> str:
     )
 
 
-
-
 def fingerprint(resolved: str, kind: str = "model") -> str:
     """A short hash that changes when the backbone's files change (``kind``: model | tokenizer).
 
@@ -198,7 +196,9 @@ def align_pad_token(model, tokenizer) -> None:
     """Make ``model`` pool with the id the batches are padded with (decoders find the last real token
     by comparing with ``config.pad_token_id``)."""
     pad = tokenizer.pad_token_id
-    configs = [model.config, model.config.get_text_config()] if hasattr(model.config, "get_text_config") else [model.config]
+    configs = (
+        [model.config, model.config.get_text_config()] if hasattr(model.config, "get_text_config") else [model.config]
+    )
     for config in {id(c): c for c in configs}.values():
         if getattr(config, "pad_token_id", None) != pad:
             config.pad_token_id = pad
@@ -215,8 +215,9 @@ def _describe_mismatch(keys) -> str:
     return "; ".join(shown)
 
 
-def load_pretrained(auto_class, backbone: str, resolved: str | None = None, *,
-                    fresh_head: Callable[[str], None] | None = None, **kwargs):
+def load_pretrained(
+    auto_class, backbone: str, resolved: str | None = None, *, fresh_head: Callable[[str], None] | None = None, **kwargs
+):
     """``auto_class.from_pretrained`` with SDPA attention where the architecture has it.
 
     ``fresh_head``: the caller trains a new head, so a checkpoint whose head has another size (one

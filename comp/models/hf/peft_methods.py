@@ -25,8 +25,15 @@ ALIASES = {
     "ia3": {"init": "init_ia3_weights"},
 }
 # what comp sets itself (task type, base model) or what makes no sense in a config
-RESERVED = {"peft_type", "task_type", "base_model_name_or_path", "revision", "inference_mode", "auto_mapping",
-            "peft_version"}
+RESERVED = {
+    "peft_type",
+    "task_type",
+    "base_model_name_or_path",
+    "revision",
+    "inference_mode",
+    "auto_mapping",
+    "peft_version",
+}
 # comp's defaults where peft has none (LoRA r=16 on every linear layer)
 DEFAULTS = {"lora": {"r": 16, "lora_alpha": 32.0, "lora_dropout": 0.05, "target_modules": "all-linear"}}
 # set from the training run (AdaLoRA's rank schedule spans the run's optimizer steps)
@@ -90,12 +97,20 @@ def peft_keys(settings: dict, where: str = "peft") -> tuple[str, dict]:
     defaults = DEFAULTS.get(method, {})
     kwargs = dict(defaults)
     # null means "comp's default" for the keys comp has one for (target_modules: null -> all-linear)
-    kwargs.update({aliases.get(k, k): v for k, v in settings.items() if not (v is None and aliases.get(k, k) in defaults)})
+    kwargs.update(
+        {aliases.get(k, k): v for k, v in settings.items() if not (v is None and aliases.get(k, k) in defaults)}
+    )
     return method, kwargs
 
 
-def peft_config(settings: dict, task_type: str | None, *, modules_to_save: list[str] | None = None,
-                run: dict | None = None, where: str = "peft"):
+def peft_config(
+    settings: dict,
+    task_type: str | None,
+    *,
+    modules_to_save: list[str] | None = None,
+    run: dict | None = None,
+    where: str = "peft",
+):
     """The peft config object for ``settings`` (the ``peft:`` mapping of a config).
 
     ``task_type``: ``SEQ_CLS`` (an ``AutoModelForSequenceClassification``: its head trains and is
@@ -138,8 +153,13 @@ def check_prefix_tuning(model_config, backbone: str) -> None:
         MODEL_MAPPING,
     )
 
-    classes = [mapping[type(model_config)] for mapping in (MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING, MODEL_MAPPING)
-               if type(model_config) in mapping]
+    classes = [
+        mapping[type(model_config)]
+        for mapping in (MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING, MODEL_MAPPING)
+        if type(model_config) in mapping
+    ]
     if not any("past_key_values" in inspect.signature(cls.forward).parameters for cls in classes):
-        raise ConfigError(f"peft prefix_tuning feeds past_key_values, which {model_config.model_type} models "
-                          f"('{backbone}') do not take in this transformers; use prompt_tuning or p_tuning")
+        raise ConfigError(
+            f"peft prefix_tuning feeds past_key_values, which {model_config.model_type} models "
+            f"('{backbone}') do not take in this transformers; use prompt_tuning or p_tuning"
+        )

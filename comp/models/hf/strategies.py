@@ -66,8 +66,9 @@ class Adapter:
         self.sharded = sharded
 
     def weight_kwargs(self, precision: str, device) -> dict:
-        return devices.weight_kwargs(precision, device, frozen_base=True, quantization=self.quantization,
-                                     sharded=self.sharded)
+        return devices.weight_kwargs(
+            precision, device, frozen_base=True, quantization=self.quantization, sharded=self.sharded
+        )
 
     def prepare(self, model, *, base_path: str, task_type: str | None, modules_to_save=None, run=None):
         """``model`` with a fresh adapter: only adapter and ``modules_to_save`` train, in fp32."""

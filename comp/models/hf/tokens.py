@@ -52,8 +52,15 @@ class TokenIds:
 
     VERSION = 2
 
-    def __init__(self, tokenizer, backbone_resolved: str, cache_dir: Path | None, writable: bool = True,
-                 template: PromptTemplate | None = None, tail: int = 0):
+    def __init__(
+        self,
+        tokenizer,
+        backbone_resolved: str,
+        cache_dir: Path | None,
+        writable: bool = True,
+        template: PromptTemplate | None = None,
+        tail: int = 0,
+    ):
         self.tokenizer = tokenizer
         self.template = template or PromptTemplate(None)
         limit = getattr(tokenizer, "model_max_length", None) or 512
@@ -61,9 +68,7 @@ class TokenIds:
         probe = "hello"
         with_special = tokenizer(probe, add_special_tokens=True)["input_ids"]
         plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
-        self.n_prefix = next(
-            (i for i in range(len(with_special)) if with_special[i : i + len(plain)] == plain), 0
-        )
+        self.n_prefix = next((i for i in range(len(with_special)) if with_special[i : i + len(plain)] == plain), 0)
         self.n_suffix = max(len(with_special) - len(plain) - self.n_prefix, 0) + self.template.tail_tokens(tokenizer)
         self.tail = int(tail)
         self.cache = None
@@ -81,9 +86,9 @@ class TokenIds:
     def _tokenise(self, texts: list[str]) -> list[np.ndarray]:
         out, keep = [], self.store_length
         for start in range(0, len(texts), 4096):
-            enc = self.tokenizer(
-                texts[start : start + 4096], add_special_tokens=True, truncation=False, verbose=False
-            )["input_ids"]
+            enc = self.tokenizer(texts[start : start + 4096], add_special_tokens=True, truncation=False, verbose=False)[
+                "input_ids"
+            ]
             for ids in enc:
                 ids = np.asarray(ids, dtype=np.int64)
                 stored = ids if len(ids) <= keep else np.concatenate([ids[:keep], ids[-keep:]])
@@ -122,8 +127,9 @@ def sorted_order(lengths: Sequence[int]) -> np.ndarray:
     return np.argsort(-np.asarray(lengths), kind="stable")
 
 
-def rows(ids: Sequence[np.ndarray], labels: np.ndarray | None = None,
-         sample_weight: np.ndarray | None = None) -> list[dict]:
+def rows(
+    ids: Sequence[np.ndarray], labels: np.ndarray | None = None, sample_weight: np.ndarray | None = None
+) -> list[dict]:
     """Dataset rows for the Trainer's collator: ``{"input_ids", "labels"}``, plus ``"sample_weight"``
     (the loss's row weight) when given."""
     if labels is None:

@@ -31,11 +31,14 @@ def param_groups(model, lr: float, weight_decay: float, layer_decay: float, no_d
             continue
         depth = layer_depth(name, n)
         decays = name in no_decay
-        group = groups.setdefault((depth, decays), {
-            "params": [],
-            "lr": lr * layer_decay ** (n + 1 - depth),
-            "weight_decay": 0.0 if decays else weight_decay,
-        })
+        group = groups.setdefault(
+            (depth, decays),
+            {
+                "params": [],
+                "lr": lr * layer_decay ** (n + 1 - depth),
+                "weight_decay": 0.0 if decays else weight_decay,
+            },
+        )
         group["params"].append(param)
     return list(groups.values())
 
@@ -45,8 +48,9 @@ class CompTrainer(Trainer):
     groups; ``tricks``: objects with any of ``after_backward(trainer, model, inputs)`` and
     ``eval_weights(model)`` (a context manager), see :mod:`comp.models.hf.tricks`."""
 
-    def __init__(self, *args, loss: Callable | None = None, groups: Callable | None = None,
-                 tricks: Sequence = (), **kwargs):
+    def __init__(
+        self, *args, loss: Callable | None = None, groups: Callable | None = None, tricks: Sequence = (), **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.comp_loss = loss
         self.comp_groups = groups
@@ -88,8 +92,9 @@ class CompTrainer(Trainer):
             no_decay = {n for n, _ in model.named_parameters() if n not in decay}
             # one fused kernel per step instead of a loop over tensors (as the Trainer's default optim)
             fused = self.args.device.type in ("cuda", "cpu")
-            self.optimizer = torch.optim.AdamW(self.comp_groups(model, no_decay=no_decay),
-                                               lr=self.args.learning_rate, fused=fused)
+            self.optimizer = torch.optim.AdamW(
+                self.comp_groups(model, no_decay=no_decay), lr=self.args.learning_rate, fused=fused
+            )
         return self.optimizer
 
     def train(self, resume_from_checkpoint=None, **kwargs):

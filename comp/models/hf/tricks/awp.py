@@ -25,7 +25,9 @@ class AWPSettings:
         if self.lr <= 0 or self.eps <= 0:
             raise ConfigError(f"{where}: awp lr and eps must be positive, got lr {self.lr}, eps {self.eps}")
         if self.start_epoch < 0 or self.steps < 1:
-            raise ConfigError(f"{where}: awp start_epoch must be >= 0 and steps >= 1, got {self.start_epoch}, {self.steps}")
+            raise ConfigError(
+                f"{where}: awp start_epoch must be >= 0 and steps >= 1, got {self.start_epoch}, {self.steps}"
+            )
 
 
 class AWP:

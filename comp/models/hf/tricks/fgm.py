@@ -19,8 +19,9 @@ class FGMSettings:
 
     def check(self, where: str) -> None:
         if self.epsilon <= 0 or self.start_epoch < 0:
-            raise ConfigError(f"{where}: fgm epsilon must be positive and start_epoch >= 0, got "
-                              f"{self.epsilon}, {self.start_epoch}")
+            raise ConfigError(
+                f"{where}: fgm epsilon must be positive and start_epoch >= 0, got {self.epsilon}, {self.start_epoch}"
+            )
 
 
 class FGM:

@@ -42,5 +42,7 @@ class Freeze:
             param.requires_grad = False
         left = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
-        what = " and ".join(x for x in ("the embeddings" * s.embeddings, f"the bottom {s.layers} layers" * bool(s.layers)) if x)
+        what = " and ".join(
+            x for x in ("the embeddings" * s.embeddings, f"the bottom {s.layers} layers" * bool(s.layers)) if x
+        )
         log(f"froze {what}: {left:,} of {total:,} parameters train")
