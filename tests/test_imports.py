@@ -64,7 +64,14 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
         if target in modules and target != name:
             found.add(target)
 
-    for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    logger_names = {  # logging.getLogger("comp.x") names a logger, it imports nothing
+        id(arg)
+        for call in ast.walk(tree)
+        if isinstance(call, ast.Call) and getattr(call.func, "attr", getattr(call.func, "id", None)) == "getLogger"
+        for arg in call.args
+    }
+    for node in _runtime_nodes(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 add(alias.name)
@@ -83,6 +90,8 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
             if isinstance(first, ast.Constant) and isinstance(first.value, str):
                 add(first.value)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "." in node.value:
+            if id(node) in logger_names:
+                continue
             add(node.value)  # a registry entry: a module imported by its dotted name (not files("comp"))
     return found
 
