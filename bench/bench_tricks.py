@@ -248,6 +248,12 @@ def report(results: dict) -> str:
             f"{r['trainable']:,} | {r['fold_seconds']:.0f} |"
         )
     missing = [k for k in DEFAULT_ORDER if k not in rows]
+    commits = sorted({r.get("commit", "?") for r in rows.values()})
+    lines += [
+        "",
+        f"- code: commit {', '.join(commits)}; the baseline row gives the same figures at every commit measured"
+        " (training is deterministic), so rows measured at different commits compare.",
+    ]
     if "baseline" in rows and "baseline-seed1" in rows:
         spread = abs(rows["baseline"]["test_f1"] - rows["baseline-seed1"]["test_f1"]) * 100
         lines += [
