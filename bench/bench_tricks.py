@@ -251,8 +251,7 @@ def report(results: dict) -> str:
     commits = sorted({r.get("commit", "?") for r in rows.values()})
     lines += [
         "",
-        f"- code: commit {', '.join(commits)}; the baseline row gives the same figures at every commit measured"
-        " (training is deterministic), so rows measured at different commits compare.",
+        f"- code: commit {', '.join(commits)}; torch with one thread per row, two rows at a time.",
     ]
     if "baseline" in rows and "baseline-seed1" in rows:
         spread = abs(rows["baseline"]["test_f1"] - rows["baseline-seed1"]["test_f1"]) * 100
