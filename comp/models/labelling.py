@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 
 from comp.config import ModelConfig
+from comp.digest import sha256_bytes
 from comp.errors import ConfigError
 from comp.models.base import TaskInfo
 
@@ -233,7 +234,7 @@ def partial_rows(n: int, fraction: float | None, seed: int, fold: int) -> np.nda
 
 
 def model_identity(*parts) -> str:
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+    return sha256_bytes(repr(parts).encode())[:16]
 
 
 def load_causal_lm(backbone: str, resolved: str, weights: dict, device):

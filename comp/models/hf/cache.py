@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from comp.atomic import atomic_path
+from comp.digest import json_digest
 
 
 def text_key(text: str) -> bytes:
@@ -105,8 +106,8 @@ class TextCache:
 def cache_folder(cache_dir: Path, kind: str, writable: bool = True, **parts) -> Path:
     """``cache_dir/kind/<hash of parts>/`` with the parts written to ``key.json`` for humans (only when
     ``writable``: the non-zero ranks of a multi-GPU launch only read)."""
-    text = json.dumps(parts, sort_keys=True, default=str)
-    folder = Path(cache_dir) / kind / hashlib.sha256(text.encode()).hexdigest()[:16]
+    text = json.dumps(parts, sort_keys=True, default=str)  # key.json; json_digest hashes this same text
+    folder = Path(cache_dir) / kind / json_digest(parts)
     if writable and not (folder / "key.json").is_file():
         try:
             folder.mkdir(parents=True, exist_ok=True)
