@@ -249,6 +249,7 @@ def report(results: dict) -> str:
         )
     missing = [k for k in DEFAULT_ORDER if k not in rows]
     commits = sorted({r.get("commit", "?") for r in rows.values()})
+    lines += [f"- {name}: {rows[name]['note']}." for name in order if rows[name].get("note")]
     lines += [
         "",
         f"- code: commit {', '.join(commits)}; torch with one thread per row, two rows at a time.",
