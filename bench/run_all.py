@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run_all.py [NAME ...]
 
-(names: cli metrics thresholds determinism quality stack transformer tricks tune)
+(names: cli metrics thresholds determinism quality stack distill prompt transformer tricks tune pipeline)
 
 GPU figures have their own command: `make gpu-check` (bench/gpu_check.py).
 """
@@ -14,7 +14,20 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["cli", "metrics", "thresholds", "determinism", "quality", "stack", "transformer", "tricks", "tune"]
+ORDER = [
+    "cli",
+    "metrics",
+    "thresholds",
+    "determinism",
+    "quality",
+    "stack",
+    "distill",
+    "prompt",
+    "transformer",
+    "tricks",
+    "tune",
+    "pipeline",
+]
 
 
 def main() -> int:
