@@ -1,12 +1,15 @@
-"""The best comp pipeline trainable on this CPU, end to end on TweetEval emotion (5 folds): tfidf, nbsvm,
+"""The best comp pipeline trainable on this CPU, end to end. TweetEval emotion (5 folds): tfidf, nbsvm,
 minilm-embeddings and fine-tuned all-MiniLM-L6-v2 with 3 seeds (each seed also scored alone: seeds 1 vs
 3), a fold-safe pseudo-labelled MiniLM student of that run, then mean, weighted and stacked ensembles with
-and without the student. Every row: CV at 0.5, tuned, honest, test at 0.5 and tuned (the file
-`comp submit --dry-run` writes, scored by `comp evaluate`), seconds; and whether the honest CV ranked the
-rows like test. Writes the `pipeline` section of docs/benchmarks.md; results are kept in
-bench/work/pipeline-results.json after each step, so a stopped run resumes (`comp train` resumes its folds).
+and without the student. GoEmotions (`--goemotions`: 3 folds, fine-tuning for `--epochs` epochs, one
+seed, within this CPU's hours): tfidf, minilm-embeddings, fine-tuned MiniLM and their ensembles.
 
-    .venv/bin/python bench/bench_pipeline.py [--report-only]
+Every row: CV at 0.5, tuned, honest, test at 0.5 and tuned (the file `comp submit --dry-run` writes,
+scored by `comp evaluate`), seconds; and whether the honest CV ranked the rows like test. Writes the
+`pipeline` section of docs/benchmarks.md; results are kept in bench/work/pipeline-*.json after each
+step, so a stopped run resumes (`comp train` resumes its folds).
+
+    .venv/bin/python bench/bench_pipeline.py [--goemotions [--epochs 1]] [--report-only]
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ EPOCHS = 2  # the fine-tuned rows of bench_transformer (78.3 / 77.4 test with on
 FINETUNED = "minilm-ft-3seeds"
 STUDENT = "minilm-ft-pseudo"
 CHEAP = ["tfidf", "nbsvm", "minilm-embeddings"]
+GO, GO_RESULTS, GO_FOLDS = "goemotions", WORK / "pipeline-goemotions.json", 3
 BLENDS = [
     ("mean", {"method": "mean"}),
     ("weighted", {"method": "weighted"}),
@@ -40,12 +44,12 @@ BLENDS = [
 ]
 
 
-def load_results() -> dict:
-    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": {}}
+def load_results(path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {"rows": {}}
 
 
-def save(results: dict) -> None:
-    write_text(RESULTS, json.dumps(results, indent=1) + "\n")
+def save(path, results: dict) -> None:
+    write_text(path, json.dumps(results, indent=1) + "\n")
 
 
 def seed_rows(ws, Y_test: np.ndarray, scores_json: dict) -> list[dict]:
@@ -62,46 +66,27 @@ def seed_rows(ws, Y_test: np.ndarray, scores_json: dict) -> list[dict]:
     return rows
 
 
-def run_members(ws, results: dict, Y_test: np.ndarray) -> None:
-    base = (ws.configs_dir / "minilm-finetune.yaml").read_text()
-    (ws.configs_dir / f"{FINETUNED}.yaml").write_text(base + f"\nepochs: {EPOCHS}\nseeds: 3\n")
-    (ws.configs_dir / f"{STUDENT}.yaml").write_text(
-        base + f"\nepochs: {EPOCHS}\npseudo_labels: {{run: {FINETUNED}, mode: hard, min_confidence: 0.7}}\n"
-    )
-    labels = {
-        "tfidf": "member: tfidf",
-        "nbsvm": "member: nbsvm",
-        "minilm-embeddings": "member: minilm-embeddings",
-        FINETUNED: "member: fine-tuned MiniLM, 3 seeds averaged",
+def train_row(ws, name: str, run: str, label: str, Y_test, results: dict, path, n_folds: int) -> None:
+    """Train ``run`` (resuming its folds) and record its CV and test scores."""
+    if run in results["rows"]:
+        return
+    result = train(ws, ws.configs_dir / f"{run}.yaml", n_folds=n_folds)
+    s = result.scores
+    at_05, tuned = test_scores(ws, name, run, Y_test)
+    results["rows"][run] = {
+        "label": label,
+        "at_05": s.at_05,
+        "tuned": s.tuned,
+        "honest": s.honest,
+        "test_05": at_05,
+        "test": tuned,
+        "seconds": sum(result.fold_seconds.values()),
     }
-    for run in [*CHEAP, FINETUNED]:
-        if run in results["rows"]:
-            continue
-        result = train(ws, ws.configs_dir / f"{run}.yaml", n_folds=5)
-        s = result.scores
-        at_05, tuned = test_scores(ws, NAME, run, Y_test)
-        results["rows"][run] = {
-            "label": labels[run],
-            "at_05": s.at_05,
-            "tuned": s.tuned,
-            "honest": s.honest,
-            "test_05": at_05,
-            "test": tuned,
-            "seconds": sum(result.fold_seconds.values()),
-        }
-        if run == FINETUNED:
-            scores_json = json.loads(ws.run(run).scores.read_text())
-            for i, row in enumerate(seed_rows(ws, Y_test, scores_json)):
-                results["rows"][f"{FINETUNED}-seed{i}"] = {
-                    "label": f"fine-tuned MiniLM, seed index {i} alone" + (" (= `--seeds 1`)" if i == 0 else ""),
-                    **row,
-                    "seconds": sum(result.fold_seconds.values()) / 3,
-                }
-        save(results)
-        print(run, results["rows"][run], flush=True)
+    save(path, results)
+    print(run, results["rows"][run], flush=True)
 
 
-def run_blends(ws, results: dict, Y_test: np.ndarray, members: list[str], tag: str) -> None:
+def run_blends(ws, name: str, results: dict, path, Y_test: np.ndarray, members: list[str], tag: str) -> None:
     for label, kwargs in BLENDS:
         run = f"bench-{tag}-" + label.replace(", ", "-").replace(" ", "").replace("=", "")
         if run in results["rows"]:
@@ -111,7 +96,7 @@ def run_blends(ws, results: dict, Y_test: np.ndarray, members: list[str], tag: s
         seconds = time.perf_counter() - started
         s = result.scores
         weights = ", ".join(f"{k} {v:.2f}" for k, v in result.weights.items())
-        at_05, tuned = test_scores(ws, NAME, run, Y_test)
+        at_05, tuned = test_scores(ws, name, run, Y_test)
         results["rows"][run] = {
             "label": f"{label} ({weights})",
             "at_05": s.at_05,
@@ -122,35 +107,60 @@ def run_blends(ws, results: dict, Y_test: np.ndarray, members: list[str], tag: s
             "seconds": seconds,
             "blend": True,
         }
-        save(results)
+        save(path, results)
         print(run, results["rows"][run], flush=True)
 
 
-def report(results: dict) -> None:
-    rows = results["rows"]
-    if not rows:
-        return
+def run_tweeteval() -> None:
+    results = load_results(RESULTS)
+    ws = workspace(NAME)
+    _, Y_test = answer_matrix(ws, NAME)
+    base = (ws.configs_dir / "minilm-finetune.yaml").read_text()
+    (ws.configs_dir / f"{FINETUNED}.yaml").write_text(base + f"\nepochs: {EPOCHS}\nseeds: 3\n")
+    (ws.configs_dir / f"{STUDENT}.yaml").write_text(
+        base + f"\nepochs: {EPOCHS}\npseudo_labels: {{run: {FINETUNED}, mode: hard, min_confidence: 0.7}}\n"
+    )
+    for run in CHEAP:
+        train_row(ws, NAME, run, f"member: {run}", Y_test, results, RESULTS, 5)
+    if FINETUNED not in results["rows"]:
+        train_row(ws, NAME, FINETUNED, "member: fine-tuned MiniLM, 3 seeds averaged", Y_test, results, RESULTS, 5)
+        scores_json = json.loads(ws.run(FINETUNED).scores.read_text())
+        for i, row in enumerate(seed_rows(ws, Y_test, scores_json)):
+            results["rows"][f"{FINETUNED}-seed{i}"] = {
+                "label": f"fine-tuned MiniLM, seed index {i} alone" + (" (= `--seeds 1`)" if i == 0 else ""),
+                **row,
+                "seconds": results["rows"][FINETUNED]["seconds"] / 3,
+            }
+        save(RESULTS, results)
+    first = [*CHEAP, FINETUNED]
+    run_blends(ws, NAME, results, RESULTS, Y_test, first, "ft")
+    label = "member: fine-tuned MiniLM student, hard pseudo-labels (>= 0.7) from the 3-seed run"
+    train_row(ws, NAME, STUDENT, label, Y_test, results, RESULTS, 5)
+    run_blends(ws, NAME, results, RESULTS, Y_test, [*first, STUDENT], "student")
+
+
+def run_goemotions(epochs: int) -> None:
+    results = load_results(GO_RESULTS)
+    if results.get("epochs", epochs) != epochs:
+        raise SystemExit(f"{GO_RESULTS.name} holds a {results['epochs']}-epoch run: delete it to change --epochs")
+    results["epochs"] = epochs
+    ws = workspace(GO)
+    _, Y_test = answer_matrix(ws, GO)
+    base = (ws.configs_dir / "minilm-finetune.yaml").read_text()
+    (ws.configs_dir / "minilm-ft.yaml").write_text(base + f"\nepochs: {epochs}\n")
+    members = {
+        "tfidf": "member: tfidf",
+        "minilm-embeddings": "member: minilm-embeddings",
+        "minilm-ft": f"member: fine-tuned MiniLM, {epochs} epoch(s), one seed",
+    }
+    for run, label in members.items():
+        train_row(ws, GO, run, label, Y_test, results, GO_RESULTS, GO_FOLDS)
+    run_blends(ws, GO, results, GO_RESULTS, Y_test, list(members), "go")
+
+
+def table(rows: dict) -> list[str]:
     best = max(rows.values(), key=lambda r: r["test"])
-    blends = [r for r in rows.values() if r.get("blend")]
-    order = same_order([r["honest"] for r in rows.values()], [r["test"] for r in rows.values()])
-    blend_order = same_order([r["honest"] for r in blends], [r["test"] for r in blends]) if blends else "-"
-    best_cv = max(rows.values(), key=lambda r: r["honest"])
     lines = [
-        "## The whole pipeline: TweetEval emotion, 5 folds, models trainable on this CPU (macro-F1)",
-        "",
-        f"Machine: {machine()}, shared with other jobs (seconds are upper bounds). Command: `{COMMAND}`",
-        "(`--report-only` rewrites this section from bench/work/pipeline-results.json).",
-        "",
-        f"Fine-tuned rows: `configs/minilm-finetune.yaml` with `epochs: {EPOCHS}` (all-MiniLM-L6-v2, 22M",
-        "parameters). The 3-seed run trains every fold with 3 seeds and averages the probabilities (`seeds: 3`);",
-        "each seed's own OOF and test predictions are scored alone next to it, seed index 0 being the one-seed run.",
-        "The student is the same config plus `pseudo_labels: {run: minilm-ft-3seeds, mode: hard, min_confidence:",
-        "0.7}`: fold k also trains on the test rows that the teacher's fold-k models label with probability at",
-        "least 0.7, so its fold-k OOF stays honest. Ensembles blend the members named in their row. Multiclass:",
-        "argmax, so CV at 0.5, tuned and honest coincide for single runs; honest re-fits blend weights or the",
-        "meta-model without each held-out fold. Test tuned: the file `comp submit --dry-run` writes, scored by",
-        "`comp evaluate` against `test_labels.csv`. Seconds: summed fold training (ensembles: building them).",
-        "",
         "| run | CV at 0.5 | CV tuned | CV honest | test at 0.5 | test tuned | seconds |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -160,56 +170,95 @@ def report(results: dict) -> None:
             f"| {r['label']} | {r['at_05']:.4f} | {r['tuned']:.4f} | {r['honest']:.4f} | {r['test_05']:.4f} | "
             f"{mark}{r['test']:.4f}{mark} | {r['seconds']:.0f} |"
         )
-    target = "reached" if best["test"] >= 0.802 else "not reached"
-    lines += [
-        "",
-        f"- Best test macro-F1: **{best['test']:.4f}** ({best['label']}); the TweetEval leaderboard's best entry",
-        f"  (TimeLMs-2021) is 0.802, BERTweet 0.793, RoBERTa-base 0.761: target 0.802 **{target}**.",
+    return lines
+
+
+def findings(rows: dict, target: float, references: str) -> list[str]:
+    best = max(rows.values(), key=lambda r: r["test"])
+    best_cv = max(rows.values(), key=lambda r: r["honest"])
+    blends = [r for r in rows.values() if r.get("blend")]
+    order = same_order([r["honest"] for r in rows.values()], [r["test"] for r in rows.values()])
+    blend_order = same_order([r["honest"] for r in blends], [r["test"] for r in blends]) if blends else "-"
+    reached = "reached" if best["test"] >= target else "not reached"
+    return [
+        f"- Best test macro-F1: **{best['test']:.4f}** ({best['label']}); {references}: target {target:.3f} "
+        f"**{reached}**.",
         f"- The row with the best honest CV: {best_cv['label']} (honest {best_cv['honest']:.4f}, test "
         f"{best_cv['test']:.4f}).",
-        f"- Did the honest CV rank all rows in the same order as test? {order}; the ensembles alone: {blend_order}.",
+        f"- Did the honest CV rank all rows in the same order as test tuned? {order}; the ensembles alone: "
+        f"{blend_order}.",
     ]
-    seeds = [rows[k] for k in rows if k.startswith(f"{FINETUNED}-seed")]
-    if seeds and FINETUNED in rows:
-        t = [r["test"] for r in seeds]
-        lines.append(
-            f"- Seeds 1 vs 3: one seed alone {min(t):.4f} to {max(t):.4f} on test (seed 0: {t[0]:.4f}); the 3 seeds"
-            f" averaged {rows[FINETUNED]['test']:.4f}."
-        )
+
+
+def report(tweeteval: dict, goemotions: dict) -> None:
+    lines = [
+        "## The whole pipeline: models trainable on this CPU, then ensembles (macro-F1)",
+        "",
+        f"Machine: {machine()}, shared with other jobs (seconds are upper bounds). `--report-only` rewrites this",
+        "section from bench/work/pipeline-results.json and pipeline-goemotions.json. CV columns are OOF on",
+        "train; honest re-fits thresholds, blend weights or the meta-model without each held-out fold. Test",
+        "at 0.5: the test probabilities at 0.5 (multiclass: argmax); test tuned: the file `comp submit",
+        "--dry-run` writes, scored by `comp evaluate` against `test_labels.csv`. Seconds: summed fold",
+        "training (ensembles: building them). Fine-tuned rows: `configs/minilm-finetune.yaml`",
+        "(all-MiniLM-L6-v2, 22M parameters) with the epochs named below.",
+    ]
+    rows = tweeteval["rows"]
+    if rows:
+        lines += [
+            "",
+            f"### TweetEval emotion (5 folds): `{COMMAND}`",
+            "",
+            f"`epochs: {EPOCHS}`. The 3-seed run trains every fold with 3 seeds and averages the probabilities",
+            "(`seeds: 3`); each seed's own OOF and test predictions are scored alone next to it, seed index 0",
+            "being the one-seed run. The student is the same config plus `pseudo_labels: {run: minilm-ft-3seeds,",
+            "mode: hard, min_confidence: 0.7}`: fold k also trains on the test rows that the teacher's fold-k",
+            "models label with probability at least 0.7, so its fold-k OOF stays honest. Multiclass argmax: CV at",
+            "0.5, tuned and honest coincide for single runs.",
+            "",
+            *table(rows),
+            "",
+            *findings(
+                rows,
+                0.802,
+                "the TweetEval leaderboard's best entry (TimeLMs-2021) is 0.802, BERTweet 0.793, RoBERTa-base 0.761",
+            ),
+        ]
+        seeds = [rows[k] for k in rows if k.startswith(f"{FINETUNED}-seed")]
+        if seeds and FINETUNED in rows:
+            t = [r["test"] for r in seeds]
+            lines.append(
+                f"- Seeds 1 vs 3: one seed alone {min(t):.4f} to {max(t):.4f} on test (seed 0: {t[0]:.4f}); the 3"
+                f" seeds averaged {rows[FINETUNED]['test']:.4f}."
+            )
+    rows = goemotions["rows"]
+    if rows:
+        epochs = goemotions["epochs"]
+        lines += [
+            "",
+            f"### GoEmotions ({GO_FOLDS} folds, 28 labels): `{COMMAND} --goemotions --epochs {epochs}`",
+            "",
+            f"3 folds and {epochs} fine-tuning epoch(s), one seed: what this CPU trains in about an hour.",
+            "",
+            *table(rows),
+            "",
+            *findings(rows, 0.52, "the GoEmotions paper's BERT-base 0.46, the best result we know 0.523"),
+        ]
     write_section("pipeline", "\n".join(lines))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--goemotions", action="store_true", help="the GoEmotions rows instead of TweetEval's")
+    parser.add_argument("--epochs", type=int, default=1, help="GoEmotions: fine-tuning epochs")
     args = parser.parse_args()
-    results = load_results()
     if not args.report_only:
-        if dataset(NAME) is None:
-            print(f"skipping {NAME}: ../shared/data/{NAME} not found")
+        name = GO if args.goemotions else NAME
+        if dataset(name) is None:
+            print(f"skipping {name}: ../shared/data/{name} not found")
             return
-        ws = workspace(NAME)
-        _, Y_test = answer_matrix(ws, NAME)
-        run_members(ws, results, Y_test)
-        first = [*CHEAP, FINETUNED]
-        run_blends(ws, results, Y_test, first, "ft")
-        if STUDENT not in results["rows"]:
-            run = STUDENT
-            result = train(ws, ws.configs_dir / f"{run}.yaml", n_folds=5)
-            s = result.scores
-            at_05, tuned = test_scores(ws, NAME, run, Y_test)
-            results["rows"][run] = {
-                "label": "member: fine-tuned MiniLM student, hard pseudo-labels (>= 0.7) from the 3-seed run",
-                "at_05": s.at_05,
-                "tuned": s.tuned,
-                "honest": s.honest,
-                "test_05": at_05,
-                "test": tuned,
-                "seconds": sum(result.fold_seconds.values()),
-            }
-            save(results)
-        run_blends(ws, results, Y_test, [*first, STUDENT], "student")
-    report(results)
+        run_goemotions(args.epochs) if args.goemotions else run_tweeteval()
+    report(load_results(RESULTS), load_results(GO_RESULTS))
 
 
 if __name__ == "__main__":
