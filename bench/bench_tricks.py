@@ -215,6 +215,46 @@ def adapter_speed(folder: Path, rows: int, threads: int) -> dict:
 
 
 # ---- report ---------------------------------------------------------------------------------------
+def verdict(rows: dict, order: list[str]) -> list[str]:
+    """What the table says, given the noise the two baseline seeds show: a trick helps only when it beats the
+    baseline by more than the seed spread on the honest CV (the signal a competitor has) *and* on test."""
+    base, other = rows["baseline"], rows["baseline-seed1"]
+    test_noise = abs(base["test_f1"] - other["test_f1"]) * 100
+    cv_noise = abs(base["cv_honest"] - other["cv_honest"]) * 100
+    tricks = [k for k in order if k not in ("baseline", "baseline-seed1")]
+    d_test = {k: 100 * (rows[k]["test_f1"] - base["test_f1"]) for k in tricks}
+    d_cv = {k: 100 * (rows[k]["cv_honest"] - base["cv_honest"]) for k in tricks}
+    helps = [k for k in tricks if d_test[k] > test_noise and d_cv[k] > cv_noise]
+    test_only = [k for k in tricks if d_test[k] > test_noise and k not in helps]
+    hurts = [k for k in tricks if d_test[k] < -2 * test_noise and d_cv[k] < -cv_noise]
+    fmt = lambda ks: ", ".join(f"{k} (test {d_test[k]:+.1f}, CV {d_cv[k]:+.1f})" for k in ks) or "none"  # noqa: E731
+    truncation = []
+    if "trunc32" in rows and "trunc32-tail" in rows:
+        head, tail = rows["trunc32"], rows["trunc32-tail"]
+        d_tail_test = 100 * (tail["test_f1"] - head["test_f1"])
+        d_tail_cv = 100 * (tail["cv_honest"] - head["cv_honest"])
+        truncation = [
+            "- long texts: at the same 32 tokens, the head and the last 12 tokens against the head alone: "
+            f"{d_tail_test:+.1f} test, {d_tail_cv:+.1f} honest CV."
+        ]
+    return [
+        f"- seed noise: the two baseline seeds differ by {test_noise:.1f} test and {cv_noise:.1f} honest-CV macro-F1",
+        "  points; a trick's difference within about that much is not evidence either way.",
+        f"- ahead of the baseline by more than the seed spread on both honest CV and test: {fmt(helps)}.",
+        f"- ahead on test only, not confirmed by the honest CV: {fmt(test_only)}.",
+        f"- clearly behind on both (over twice the test spread): {fmt(hurts)}.",
+        *truncation,
+        "- so `configs/minilm-finetune.yaml` keeps the baseline recipe"
+        + (
+            f" and lists {', '.join(test_only)} as commented options to try with several seeds."
+            if not helps and test_only
+            else f"; the tricks ahead on both: {', '.join(helps)}."
+            if helps
+            else "."
+        ),
+    ]
+
+
 def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
@@ -249,18 +289,10 @@ def report(results: dict) -> str:
         )
     missing = [k for k in DEFAULT_ORDER if k not in rows]
     commits = sorted({r.get("commit", "?") for r in rows.values()})
-    lines += [f"- {name}: {rows[name]['note']}." for name in order if rows[name].get("note")]
-    lines += [
-        "",
-        f"- code: commit {', '.join(commits)}; torch with one thread per row, two rows at a time.",
-    ]
+    lines += [""] + [f"- {name}: {rows[name]['note']}." for name in order if rows[name].get("note")]
+    lines.append(f"- code: commit {', '.join(commits)}; torch with one thread per row, two rows at a time.")
     if "baseline" in rows and "baseline-seed1" in rows:
-        spread = abs(rows["baseline"]["test_f1"] - rows["baseline-seed1"]["test_f1"]) * 100
-        lines += [
-            "",
-            f"- seed noise: the two baseline seeds differ by {spread:.1f} test macro-F1 points; a trick's",
-            "  difference within about that much is not evidence either way.",
-        ]
+        lines += verdict(rows, order)
     if missing:
         lines += [*([""] if lines[-1].startswith("|") else []), f"- not measured (machine time): {', '.join(missing)}."]
     speed = results.get("adapter_speed")
