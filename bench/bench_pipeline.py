@@ -246,7 +246,10 @@ def report(tweeteval: dict, goemotions: dict) -> None:
             "",
             f"### GoEmotions ({GO_FOLDS} folds, 28 labels): `{COMMAND} --goemotions --epochs {epochs}`",
             "",
-            f"3 folds and {epochs} fine-tuning epoch(s), one seed: what this CPU trains in about an hour.",
+            f"{GO_FOLDS} folds and {epochs} fine-tuning epoch(s), one seed: the fine-tuning took "
+            f"{rows['minilm-ft']['seconds'] / 60:.0f} minutes of folds on this CPU."
+            if "minilm-ft" in rows
+            else f"{GO_FOLDS} folds and {epochs} fine-tuning epoch(s), one seed.",
             "",
             *table(rows),
             "",
