@@ -17,6 +17,7 @@ members: [a, b]                  # ensembles only
 folds: {file: folds/folds-k5-s42.csv, hash: ..., n_folds: 5, seed: 42, group_column: null}
 competition: {slug: ..., task: multilabel, metric: f1_macro, classes: [...]}
 data: {...}                      # comp.fingerprint.data_fingerprint
+inputs: {backbone: 3f2a...}      # families with a backbone: comp.models.hf.hub.backbone_identity
 second_stage: {pseudo_labels: {...}, distill: {...}}   # a student of comp.second_stage only
 cv_optimistic: true              # only when it is, with cv_optimistic_reason
 partial_oof: {scored_rows: 40, train_rows: 200}        # only when the OOF is partial
@@ -117,6 +118,8 @@ class RunRecord:
     config_file: str | None = None  # models: the config file, relative to the workspace
     members: list[str] = field(default_factory=list)  # ensembles: the member runs
     data: dict[str, Any] | None = None  # None: made by a comp older than data fingerprints (refused by check_data)
+    # files outside the workspace that the folds were trained from, by config key: {backbone: fingerprint}
+    inputs: dict[str, str] = field(default_factory=dict)
     second_stage: SecondStageRecord | None = None
     cv_optimistic: bool = False
     cv_optimistic_reason: str | None = None
@@ -170,6 +173,7 @@ _ORDER = (
     "folds",
     "competition",
     "data",
+    "inputs",
     "second_stage",
     "cv_optimistic",
     "cv_optimistic_reason",
@@ -196,7 +200,8 @@ def plain(obj: Any) -> Any:
         out = {}
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
-            if value is None or (f.default is False and value is False) or (f.name == "members" and not value):
+            empty = f.name in ("members", "inputs") and not value  # a model has no members, a tfidf no inputs
+            if value is None or (f.default is False and value is False) or empty:
                 continue
             out[f.name] = plain(value)
         return out

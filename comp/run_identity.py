@@ -1,7 +1,8 @@
-"""Whether the run in run.yaml is the one asked for now: same config, fold file, data and teachers.
+"""Whether the run in run.yaml is the one asked for now: same config, backbone files, fold file, data and
+teachers.
 
-The run's ``digest`` (config + fold file + data, and the teachers' identities for a student) ties
-every done.json to the run.yaml it was trained for.
+The run's ``digest`` (config + fold file + data, and the inputs' and teachers' identities when there are
+any) ties every done.json to the run.yaml it was trained for.
 """
 
 from __future__ import annotations
@@ -19,15 +20,22 @@ from comp.workspace import RunPaths
 
 
 def run_digest(
-    config: dict[str, Any], folds: FoldsRecord, data: dict[str, Any], teachers: SecondStageRecord | None = None
+    config: dict[str, Any],
+    folds: FoldsRecord,
+    data: dict[str, Any],
+    teachers: SecondStageRecord | None = None,
+    inputs: dict[str, str] | None = None,
 ) -> str:
     """What identifies a run's folds as belonging together: config, fold file and data (and the
-    teachers' identities for a student of comp.second_stage), hashed."""
+    fingerprints of its backbone files, and the teachers' identities for a student of
+    comp.second_stage), hashed."""
     identity = {
         "config": config,
         "folds": dataclasses.asdict(folds),
         "data": {"columns": data.get("columns"), **{f"{s}.{p}": (data.get(s) or {}).get(p) for s, p in PARTS}},
     }
+    if inputs:
+        identity["inputs"] = dict(sorted(inputs.items()))
     if teachers is not None and teachers.teachers():
         identity["teachers"] = plain(teachers)
     return json_digest(identity)
@@ -46,6 +54,9 @@ def difference(paths: RunPaths, record: RunRecord, new: RunRecord, defaults: dic
             f"run '{paths.name}' already exists with a different config ({detail}); pass --force to retrain it "
             "or --name NEW to keep both"
         )
+    changed_input = _changed_input(paths.name, record, new)
+    if changed_input is not None:
+        return changed_input
     from comp.teachers import describe_change
 
     changed_teacher = describe_change(paths.name, record.second_stage, new.second_stage)
@@ -63,6 +74,20 @@ def difference(paths: RunPaths, record: RunRecord, new: RunRecord, defaults: dic
             "cannot be checked against the data; retrain with --force or --name NEW"
         )
     return stale_data_error(paths.name, record.data, new.data)
+
+
+def _changed_input(name: str, record: RunRecord, new: RunRecord) -> RunError | None:
+    """A backbone (or other input file) whose contents changed since the run's folds were trained from it.
+    A run.yaml written before inputs were recorded has none: it adopts the current ones."""
+    for key, was in sorted(record.inputs.items()):
+        now = new.inputs.get(key)
+        if now != was:
+            source = new.config.get(key, key)
+            return RunError(
+                f"run '{name}' was trained from {key} {source} (fingerprint {was[:8]}), whose files have changed "
+                f"since (now {str(now)[:8]}); pass --force to retrain it from the new files or --name NEW to keep both"
+            )
+    return None
 
 
 def check_still_ours(paths: RunPaths, digest: str | None) -> None:

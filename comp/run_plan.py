@@ -24,7 +24,7 @@ from comp.fingerprint import data_fingerprint
 from comp.fold_state import dir_state, done_folds, fold_state
 from comp.folds import load_folds, make_folds, write_folds
 from comp.locks import busy_folds, run_lock
-from comp.models import get_family, load_model_config, preflight
+from comp.models import get_family, load_model_config, preflight, run_inputs
 from comp.models.base import TaskInfo
 from comp.provenance import git_commit, now, package_versions
 from comp.record import CompetitionRecord, FoldsRecord, RunRecord
@@ -218,6 +218,7 @@ def prepare_run(
     try:
         check_seeds(config)
         preflight(family, config, task)
+        inputs = run_inputs(family, config)
     except ConfigError as exc:
         raise ConfigError(f"{config_path}: {exc}") from None
     run_name = name or Path(config_path).stem
@@ -270,10 +271,11 @@ def prepare_run(
             settings.competition, settings.task, settings.metric, list(settings.output_names)
         ),
         data=data,
+        inputs=inputs,
         second_stage=stage.record if stage is not None else None,
         cv_optimistic=bool(stage and stage.optimistic),
         cv_optimistic_reason=stage.optimistic if stage else None,
-        digest=run_digest(config_dict, fold_record, data, stage.record if stage is not None else None),
+        digest=run_digest(config_dict, fold_record, data, stage.record if stage is not None else None, inputs),
         versions=package_versions(),
         git_commit=git_commit(ws.root),
         created=now(),

@@ -14,6 +14,9 @@ A family is a module that defines:
   (build the sklearn estimator and let its own parameter validation speak, rather than re-listing
   its rules), a backbone path that does not exist, a tracker that is not installed, a device that is
   not there. :func:`preflight` calls it.
+- optionally ``inputs(config) -> dict[str, str]``: the files outside the workspace that a fold trains
+  from, by config key, each as a fingerprint of its contents (``{"backbone": ...}``). run.yaml records
+  them, and a run whose inputs changed is not resumed (comp.run_identity). :func:`run_inputs` calls it.
 
 Adding a family means adding its module and one line in ``FAMILIES``; nothing else changes.
 """
@@ -66,6 +69,12 @@ def load_model_config(path: str | Path, overrides: list[str] | None = None) -> A
     """Read a model config file, apply `--set` overrides and return the family's Config object."""
     path = Path(path)
     return build_model_config(merge(read_yaml(path), parse_overrides(overrides)), str(path))
+
+
+def run_inputs(family: ModuleType, config) -> dict[str, str]:
+    """The family's ``inputs(config)`` when it defines one, else none (see the module docstring)."""
+    inputs = getattr(family, "inputs", None)
+    return dict(inputs(config)) if callable(inputs) else {}
 
 
 def preflight(family: ModuleType, config, task) -> None:

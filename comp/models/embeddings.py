@@ -25,6 +25,7 @@ from comp.models.base import FoldContext, TaskInfo
 from comp.models.common import LinearHead, check_estimator
 from comp.models.hf.cache import TextCache, cache_folder
 from comp.models.hf.device import is_out_of_memory, select_device, select_precision, torch_dtype
+from comp.models.hf.hub import backbone_inputs as inputs  # noqa: F401 - the family hook: run.yaml records it
 from comp.models.hf.hub import fingerprint, load_pretrained, load_tokenizer, resolve_backbone
 from comp.models.hf.tokens import TokenIds, pad_batch, sorted_batches
 

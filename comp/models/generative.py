@@ -43,6 +43,7 @@ import numpy as np
 from comp.atomic import write_text
 from comp.errors import ConfigError, RunError
 from comp.models.base import FoldContext, TaskInfo
+from comp.models.hf.hub import backbone_inputs as inputs  # noqa: F401 - the family hook: run.yaml records it
 from comp.models.labelling import LabelPromptConfig
 
 SAVED = "comp_generative.json"

@@ -29,6 +29,7 @@ from comp.config import ModelConfig
 from comp.errors import ConfigError, RunError
 from comp.models.base import FoldContext, TaskInfo
 from comp.models.hf import checks
+from comp.models.hf.hub import backbone_inputs as inputs  # noqa: F401 - the family hook: run.yaml records it
 from comp.models.hf.tricks.average import EMASettings, SWASettings
 from comp.models.hf.tricks.awp import AWPSettings
 from comp.models.hf.tricks.fgm import FGMSettings

@@ -133,16 +133,45 @@ def resolve_backbone(backbone: str) -> str:
     )
 
 
+# content digests of weight files this process has read: (path, size, mtime_ns) -> sha256
+_CONTENT_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: Path) -> str:
+    """The sha256 of a weight file's bytes. A Hugging Face cache snapshot links each file to
+    ``blobs/<hash of its content>``: that name is the digest, and nothing is read. Any other file is read
+    once per process for each (size, mtime) it has: about a second per GB. Sizes alone are not enough:
+    a model fine-tuned again (a `comp train --force` of the run whose fold model is a backbone) keeps
+    every shape, so its files keep their sizes."""
+    path = Path(path)
+    if path.is_symlink():
+        target = path.resolve()
+        if target.parent.name == "blobs":
+            return target.name
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _CONTENT_DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        _CONTENT_DIGESTS[key] = digest.hexdigest()
+    return _CONTENT_DIGESTS[key]
+
+
 def fingerprint(resolved: str, kind: str = "model") -> str:
     """A short hash that changes when the backbone's files change (``kind``: model | tokenizer).
 
     Tokenizers are identified by their files' contents alone, so the fold models a run saves
     (each with a copy of the tokenizer) share one token cache; models by folder, config.json and
-    the names and sizes of their weight files.
+    the names and contents (:func:`file_digest`) of their weight files. A single file (a ``.gguf``)
+    by its path and contents; a hub id that is still to be downloaded by the id alone.
     """
     folder = Path(resolved)
     digest = hashlib.sha256(b"" if kind == "tokenizer" and folder.is_dir() else resolved.encode())
-    if folder.is_dir():
+    if folder.is_file() and kind == "model":
+        digest.update(file_digest(folder).encode())
+    elif folder.is_dir():
         pattern = _TOKENIZER_FILES if kind == "tokenizer" else _WEIGHT_FILES
         for item in sorted(folder.iterdir()):
             if not item.is_file():
@@ -150,10 +179,22 @@ def fingerprint(resolved: str, kind: str = "model") -> str:
             if item.name == "config.json" and kind == "model":
                 digest.update(item.read_bytes())
             elif pattern.match(item.name):
-                # tokenizer files are small enough to hash; weights are identified by name and size
                 digest.update(item.name.encode())
-                digest.update(item.read_bytes() if kind == "tokenizer" else str(item.stat().st_size).encode())
+                digest.update(item.read_bytes() if kind == "tokenizer" else file_digest(item).encode())
     return digest.hexdigest()[:16]
+
+
+def backbone_identity(backbone: str) -> str:
+    """What a run records of its ``backbone`` (comp.run_identity): the fingerprint of its files, so that
+    a finished fold is not resumed beside folds trained from other weights under the same name."""
+    name = str(backbone).strip()
+    path = Path(name).expanduser()
+    return fingerprint(str(path.resolve()) if path.is_file() else resolve_backbone(name), "model")
+
+
+def backbone_inputs(config) -> dict[str, str]:
+    """The ``inputs(config)`` of every family with a ``backbone`` key (comp.models): its identity."""
+    return {"backbone": backbone_identity(config.backbone)}
 
 
 # ---- loading -----------------------------------------------------------------------------------
