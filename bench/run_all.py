@@ -27,6 +27,7 @@ ORDER = [
     "tricks",
     "tune",
     "pipeline",
+    "transfer",
 ]
 
 
