@@ -84,6 +84,22 @@ def check_quantization(quantization: str, device) -> None:
         )
 
 
+def keep_4bit_weights_exact(model):
+    """``model`` with bitsandbytes' CPU repacking of 4-bit weights turned off; returns it.
+
+    On a CPU with AVX512-BF16, bitsandbytes repacks a ``Linear4bit``'s weights in place at its first
+    inference forward, rounding the block scales (absmax) to bf16, and undoes that lossily whenever
+    a state dict is taken (``save_pretrained``). The same run then predicts differently on CPUs with
+    and without that instruction set, before and after saving (up to 1e-4 in probability on a tiny
+    Llama), and a reloaded fold model disagrees with the one that wrote the fold's predictions. The
+    generic dequantise-and-matmul path is exact and the same on every CPU; CUDA is unaffected.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+    return model
+
+
 def quantization_config(quantization: str, precision: str, sharded: bool = False):
     """BitsAndBytesConfig: 4bit = NF4 with double quantisation computing in the run's precision.
 

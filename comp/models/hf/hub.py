@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from comp.errors import ConfigError, first_line
+from comp.models.hf import device as devices
 
 # bitsandbytes, imported by transformers, warns at import about an optional CPU kernel we never use
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
@@ -292,8 +293,9 @@ def load_pretrained(
         if bar:
             hf_logging.enable_progress_bar()
     if fresh_head is None:
-        return loaded
+        return devices.keep_4bit_weights_exact(loaded)
     model, info = loaded
+    devices.keep_4bit_weights_exact(model)
     mismatched = info.get("mismatched_keys") or ()
     if mismatched:
         fresh_head(
