@@ -70,6 +70,18 @@ def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", str(text).lower()).strip()
 
 
+def read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def without_emotion_texts(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """``rows`` minus those whose text any TweetEval emotion split holds (lower-cased, whitespace
+    collapsed), and the mask of the rows left out."""
+    emotion = {_norm(t) for f in ("train.csv", "dev.csv", "test.csv") for t in read_csv(dataset(TARGET) / f)["text"]}
+    shared = rows["text"].map(_norm).isin(emotion)
+    return rows[~shared], shared
+
+
 def intermediate_data(kind: str) -> tuple[Path, dict]:
     """A competition folder of TweetEval sentiment's tweets with the labels of ``kind`` (train: train
     split; test: dev split, whose predictions are not used), minus any text that TweetEval emotion also
@@ -80,15 +92,11 @@ def intermediate_data(kind: str) -> tuple[Path, dict]:
     if facts_path.exists():
         return out, json.loads(facts_path.read_text())
     src = dataset(SOURCE)
-    read = lambda path: pd.read_csv(path, dtype=str, keep_default_na=False)  # noqa: E731
-    emotion = {_norm(t) for f in ("train.csv", "dev.csv", "test.csv") for t in read(dataset(TARGET) / f)["text"]}
-    train_rows = read(src / "train.csv")
-    rows = train_rows[train_rows["label"].isin(labels)]
-    shared = rows["text"].map(_norm).isin(emotion)
-    rows = rows[~shared]
+    train_rows = read_csv(src / "train.csv")
+    rows, shared = without_emotion_texts(train_rows[train_rows["label"].isin(labels)])
     if kind != "polar":
         rows = rows.sample(n=intermediate_data("polar")[1]["rows"], random_state=0).sort_index()
-    dev = read(src / "dev.csv")
+    dev = read_csv(src / "dev.csv")
     dev = dev[dev["label"].isin(labels)]
     out.mkdir(parents=True, exist_ok=True)
     rows.to_csv(out / "train.csv", index=False)

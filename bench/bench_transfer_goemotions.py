@@ -26,7 +26,17 @@ from pathlib import Path
 import pandas as pd
 from bench_pipeline import BLENDS, load_results, save, table
 from bench_quality import answer_matrix, test_scores
-from bench_transfer import COLLAPSE_TEXTS, EPOCHS, FOLDS, INTER_FOLDS, PLAIN, _norm, minilm_path_str, pc1_share
+from bench_transfer import (
+    COLLAPSE_TEXTS,
+    EPOCHS,
+    FOLDS,
+    INTER_FOLDS,
+    PLAIN,
+    minilm_path_str,
+    pc1_share,
+    read_csv,
+    without_emotion_texts,
+)
 from bench_transfer import workspace_from as workspace
 from common import WORK, dataset, machine, write_section
 
@@ -49,12 +59,8 @@ def intermediate_data() -> tuple[Path, dict]:
     if facts_path.exists():
         return out, json.loads(facts_path.read_text())
     src = dataset(SOURCE)
-    read = lambda path: pd.read_csv(path, dtype=str, keep_default_na=False)  # noqa: E731
-    emotion = {_norm(t) for f in ("train.csv", "dev.csv", "test.csv") for t in read(dataset(TARGET) / f)["text"]}
-    rows = read(src / "train.csv")
-    shared = rows["text"].map(_norm).isin(emotion)
-    rows = rows[~shared]
-    dev = read(src / "dev.csv")
+    rows, shared = without_emotion_texts(read_csv(src / "train.csv"))
+    dev = read_csv(src / "dev.csv")
     out.mkdir(parents=True, exist_ok=True)
     rows.to_csv(out / "train.csv", index=False)
     dev[["id", "text"]].to_csv(out / "test.csv", index=False)
